@@ -1,0 +1,320 @@
+"""Config-driven training of a patch descriptor (``descplug train --config CONFIG.yaml``).
+
+The config (YAML) is merged over DEFAULTS; see weights/recipes/*.yaml for complete examples.
+A run builds (or reloads from the cache) its PairSet, computes (or reloads) the teachers'
+outputs, fits the teachers' whitening, and trains with a progress bar showing the loss and the
+validation figure (top-1 accuracy of anchor->positive nearest neighbour on held-out tracks).
+``run_dir/last.pt`` is written every ``checkpoint_every`` steps; ``resume`` continues from it
+exactly (model, optimiser, schedule, data stream and random state). At the end the model is
+saved with :func:`descplug.models.zoo.save_checkpoint` and its model card written beside it.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from . import losses
+from .card import count_macs, count_parameters, hardware, write_card
+from .data import PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour, warp_pairs
+from .teachers import Teacher, cached_outputs
+
+DEFAULTS = {
+    "name": None,
+    "description": "",
+    "seed": 0,
+    "threads": 2,
+    "device": "auto",
+    "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
+    "data": {"sources": [], "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
+    "teachers": {},
+    "loss": {
+        "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
+        "desdis": {"weight": 0.0, "teacher": None, "p": 1, "negatives": "student"},
+        "cosine": {"weight": 0.0, "teacher": None},
+        "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
+               "fusion": "maxmin", "tau": 0.05},
+    },
+    "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50},
+    "run_dir": None,
+    "checkpoint_every": 500,
+    "val_every": 100,
+    "output": None,
+    "recipe": None,
+}
+SOURCES = ("warp", "phototour", "hpatches")
+
+
+def merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    with open(path) as f:
+        raw = yaml.safe_load(f) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: a training config must be a YAML mapping")
+    unknown = set(raw) - set(DEFAULTS)
+    if unknown:
+        raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
+    config = merge(DEFAULTS, merge(raw, overrides or {}))
+    config["name"] = config["name"] or Path(path).stem
+    config["run_dir"] = config["run_dir"] or f"runs/{config['name']}"
+    config["recipe"] = config["recipe"] or f"descplug train --config {path}"
+    return config
+
+
+# --------------------------------------------------------------------------- data and teachers
+
+def build_source(source: dict) -> PairSet:
+    kind = source.get("kind")
+    args = {k: v for k, v in source.items() if k != "kind"}
+    if kind == "warp":
+        cfg = WarpConfig(**args.pop("warp", {}))
+        return warp_pairs(cfg=cfg, progress=True, **args)
+    if kind == "phototour":
+        return read_phototour(**args)
+    if kind == "hpatches":
+        return read_hpatches(**args)
+    raise ValueError(f"unknown data source kind {kind!r}; use one of {SOURCES}")
+
+
+def load_pairs(data: dict) -> PairSet:
+    """The PairSet of the configured sources, cached under ``cache_dir`` by the sources' digest."""
+    if not data["sources"]:
+        raise ValueError("config: data.sources is empty")
+    from descplug.detectors import MAGNIFICATION
+
+    # the patches depend on the detectors' magnifications too
+    key = hashlib.sha1(json.dumps([data["sources"], MAGNIFICATION], sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(data["cache_dir"]) / f"pairs-{key}.npz"
+    if path.is_file():
+        return PairSet.load(path)
+    pairs = PairSet.concat([build_source(s) for s in data["sources"]])
+    pairs.save(path)
+    return pairs
+
+
+def used_teachers(loss: dict) -> list[str]:
+    names = []
+    if loss["desdis"]["weight"]:
+        names.append(loss["desdis"]["teacher"])
+    if loss["cosine"]["weight"]:
+        names.append(loss["cosine"]["teacher"])
+    if loss["kd"]["weight"]:
+        names.extend(loss["kd"]["teachers"])
+    return list(dict.fromkeys(names))
+
+
+def teacher_outputs(config: dict, pairs: PairSet, device) -> dict[str, torch.Tensor]:
+    """name -> (2N, D) cached teacher outputs (anchors then positives) for the used teachers."""
+    out = {}
+    for name in used_teachers(config["loss"]):
+        if name not in config["teachers"]:
+            raise ValueError(f"config: loss refers to teacher {name!r}, not defined under 'teachers' "
+                             f"({sorted(config['teachers'])})")
+        teacher = Teacher(config["teachers"][name], device=device)
+        out[name] = cached_outputs(teacher, pairs.patches(), pairs.digest(), config["data"]["cache_dir"])
+    return out
+
+
+# --------------------------------------------------------------------------- model and loss
+
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    from descplug.models.zoo import ARCHITECTURES
+
+    cfg = dict(model_cfg)
+    arch = cfg.pop("arch")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"config: unknown model arch {arch!r}; known: {sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[arch](**cfg)
+
+
+class Objective:
+    """The configured weighted sum of losses for a batch."""
+
+    def __init__(self, loss_cfg: dict, teachers: dict[str, torch.Tensor], n_pairs: int):
+        self.cfg, self.teachers, self.n = loss_cfg, teachers, n_pairs
+        kd = loss_cfg["kd"]
+        self.whitenings = None
+        if kd["weight"] and kd["whiten"]:
+            self.whitenings = [losses.Whitening.fit(teachers[t], kd["floor"], kd["dim"]) for t in kd["teachers"]]
+
+    def _pair(self, name: str, batch, device):
+        out = self.teachers[name]
+        return out[batch.index].to(device), out[batch.index + self.n].to(device)
+
+    def __call__(self, sa, sp, batch) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg, device, terms = self.cfg, sa.device, {}
+        if cfg["triplet"]["weight"]:
+            terms["triplet"] = (cfg["triplet"]["weight"], losses.triplet_loss(
+                sa, sp, cfg["triplet"]["margin"], cfg["triplet"]["anchor_swap"]))
+        if cfg["desdis"]["weight"]:
+            ta, tp = self._pair(cfg["desdis"]["teacher"], batch, device)
+            terms["desdis"] = (cfg["desdis"]["weight"], losses.desdis_regularizer(
+                sa, sp, ta, tp, cfg["desdis"]["p"], cfg["desdis"]["negatives"], cfg["triplet"]["anchor_swap"]))
+        if cfg["cosine"]["weight"]:
+            ta, tp = self._pair(cfg["cosine"]["teacher"], batch, device)
+            terms["cosine"] = (cfg["cosine"]["weight"], (losses.cosine_distillation(sa, ta)
+                                                         + losses.cosine_distillation(sp, tp)) / 2)
+        if cfg["kd"]["weight"]:
+            kd = cfg["kd"]
+            outs = [self._pair(t, batch, device) for t in kd["teachers"]]
+            whit = None if self.whitenings is None else [w.to(device) for w in self.whitenings]
+            terms["kd"] = (kd["weight"], losses.multi_teacher_kl(
+                sa, sp, [o[0] for o in outs], [o[1] for o in outs], whit, kd["fusion"], kd["tau"]))
+        if not terms:
+            raise ValueError("config: every loss weight is zero")
+        total = sum(w * v for w, v in terms.values())
+        return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
+
+
+@torch.no_grad()
+def validate(model, val: PairSet, device) -> float:
+    """Top-1 accuracy of anchor -> positive nearest neighbour among the validation positives."""
+    was_training = model.training
+    model.eval()
+    batch = make_batch(val, np.arange(len(val)))
+    a = torch.cat([model(x.to(device)) for x in batch.anchors.split(1024)])
+    p = torch.cat([model(x.to(device)) for x in batch.positives.split(1024)])
+    model.train(was_training)
+    return float(((a @ p.t()).argmax(dim=1).cpu() == torch.arange(len(val))).float().mean())
+
+
+# --------------------------------------------------------------------------- the run
+
+def _lr_lambda(optim_cfg: dict):
+    steps, warmup = optim_cfg["steps"], optim_cfg["warmup"]
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, 1.0 - (step - warmup) / max(1, steps - warmup))
+
+    return factor
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def train(config: dict, resume: bool = False, progress: bool = True) -> Path | None:
+    """Run a training config; returns the written checkpoint path (``output``) or None."""
+    start_time = time.time()
+    torch.manual_seed(config["seed"])
+    torch.set_num_threads(config["threads"])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    device = _device(config["device"])
+    run_dir = Path(config["run_dir"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+    pairs = load_pairs(config["data"])
+    teachers = teacher_outputs(config, pairs, device)
+    train_pairs, val = pairs.split(config["data"]["val_fraction"], config["seed"])
+    val = val.subset(np.arange(min(len(val), config["data"]["max_val"])))
+    train_rows = np.flatnonzero(~np.isin(pairs.tracks, val.tracks))
+    # teacher outputs are indexed by the rows of the training subset: re-index them
+    teachers = {k: torch.cat([v[:len(pairs)][train_rows], v[len(pairs):][train_rows]]) for k, v in teachers.items()}
+    objective = Objective(config["loss"], teachers, len(train_pairs))
+
+    model = build_model(config["model"]).to(device).train()
+    optim_cfg = config["optim"]
+    optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optim_cfg))
+    step, epoch, position, elapsed, val_acc = 0, 0, 0, 0.0, float("nan")
+    last = run_dir / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint {last}")
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, epoch, position = state["step"], state["epoch"], state["position"]
+        elapsed, val_acc = state["elapsed"], state["val"]
+
+    stream = batches(train_pairs, optim_cfg["batch_size"], config["seed"], epoch, position)
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=optim_cfg["steps"], initial=step, desc=config["name"], unit="step")
+    log = open(run_dir / "log.jsonl", "a")
+    resumed_at = time.time()
+    while step < optim_cfg["steps"]:
+        batch = next(stream)
+        sa = model(batch.anchors.to(device))
+        sp = model(batch.positives.to(device))
+        loss, terms = objective(sa, sp, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step, epoch, position = step + 1, batch.epoch, batch.position
+        if step % config["val_every"] == 0 or step == optim_cfg["steps"]:
+            val_acc = validate(model, val, device)
+        log.write(json.dumps({"step": step, "loss": float(loss.detach()), **terms, "val": val_acc}) + "\n")
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{val_acc:.3f}")
+        if step % config["checkpoint_every"] == 0 or step == optim_cfg["steps"]:
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
+                        "step": step, "epoch": epoch, "position": position,
+                        "elapsed": elapsed + time.time() - resumed_at, "val": val_acc}, last.with_suffix(".tmp"))
+            last.with_suffix(".tmp").replace(last)
+            log.flush()
+    log.close()
+    if bar is not None:
+        bar.close()
+    elapsed += time.time() - resumed_at
+    if not config["output"]:
+        return None
+    return save_trained(model.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val))
+
+
+def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: float, val_acc: float,
+                 n_val: int) -> Path:
+    from descplug.models.zoo import save_checkpoint
+
+    loss_cfg = config["loss"]
+    active = {k: v for k, v in loss_cfg.items() if v["weight"]}
+    card = {
+        "name": config["name"],
+        "description": config["description"],
+        "architecture": f"{config['model']['arch']} {config['model']}",
+        "parameters": count_parameters(model),
+        "macs_per_patch": count_macs(model),
+        "descriptor_size": model.descriptor_size,
+        "teachers": [f"{n}: {config['teachers'][n]}" for n in used_teachers(loss_cfg)],
+        "losses": ", ".join(f"{k} x{v['weight']} {({a: b for a, b in v.items() if a != 'weight'})}"
+                            for k, v in active.items()),
+        "data": f"{len(pairs)} pairs / {len(np.unique(pairs.tracks))} tracks from {config['data']['sources']}",
+        "steps": config["optim"]["steps"],
+        "batch_size": config["optim"]["batch_size"],
+        "wall_time_s": round(train_s, 1),
+        "total_time_s": round(total_s, 1),
+        "hardware": hardware(),
+        "recipe": config["recipe"],
+        "validation": f"top-1 anchor->positive accuracy {val_acc:.3f} on {n_val} held-out pairs",
+        "seed": config["seed"],
+    }
+    path = save_checkpoint(model.cpu(), config["output"], meta={"card": card, "config": config})
+    write_card(path, card)
+    return path
