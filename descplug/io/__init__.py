@@ -1,0 +1,1 @@
+"""File formats: hloc-compatible HDF5 features and matches (h5)."""

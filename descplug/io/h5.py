@@ -1,0 +1,212 @@
+"""hloc-compatible HDF5 feature and match files.
+
+Feature file: one group per image, named by the image's POSIX path relative to the image folder
+(``a/b.png`` is group ``b.png`` inside group ``a``), holding
+
+- ``keypoints``    float32 (N, 2): x, y in original-image pixels, OpenCV convention (the centre of
+  the top-left pixel is (0, 0)); ``attrs["uncertainty"]``: localisation noise in pixels
+- ``descriptors``  float32, or float16 with ``half``, (D, N)
+- ``scores``       float32 (N,): detector response
+- ``image_size``   int64 (2,): (W, H) of the original image
+- ``scales``       float32 (N,): OpenCV ``KeyPoint.size``, a diameter in original-image pixels
+- ``oris``         float32 (N,): OpenCV ``KeyPoint.angle``, degrees, clockwise in image coordinates
+
+Match file: one group per pair, at ``pair_key(name0, name1)``, holding ``matches0`` (N0,): index
+into image 1's keypoints or -1 (int16, int32 when image 1 has more than 32767 keypoints) and
+``matching_scores0`` float16 (N0,). Readers look a pair up in both orders.
+
+Writes go through `H5Appender`: each batch of groups is written with the file opened, the
+group completed and the file closed, with SIGINT/SIGTERM deferred meanwhile, so an interrupted run
+leaves a readable file holding every group written before. A group missing a dataset (a crash in
+the middle of a write) is not listed as done and is rewritten by the next run.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FEATURE_KEYS = ("keypoints", "descriptors", "scores", "image_size")
+MATCH_KEYS = ("matches0", "matching_scores0")
+
+
+def pair_key(name0: str, name1: str) -> str:
+    """hloc's key of the pair (name0, name1) in a match file."""
+    return name0.replace("/", "-") + "/" + name1.replace("/", "-")
+
+
+def check_names(names) -> None:
+    """Raise ValueError on duplicate names or names whose hloc pair keys collide (a/b.png, a-b.png)."""
+    seen: dict[str, str] = {}
+    for name in names:
+        key = name.replace("/", "-")
+        if key in seen:
+            other = seen[key]
+            if other == name:
+                raise ValueError(f"duplicate image name {name!r}")
+            raise ValueError(
+                f"image names {other!r} and {name!r} collide in hloc pair keys (both become {key!r}); rename one of them"
+            )
+        seen[key] = name
+
+
+def open_h5(path, mode: str = "r") -> h5py.File:
+    """Open an HDF5 file, turning h5py's low-level errors into a ValueError naming the file."""
+    path = Path(path)
+    if mode == "r" and not path.is_file():
+        raise ValueError(f"{path}: file not found")
+    try:
+        return h5py.File(path, mode)
+    except OSError as error:
+        raise ValueError(f"{path}: cannot open as HDF5 ({error})") from None
+
+
+def _complete_groups(fd: h5py.File, required) -> list[str]:
+    names = []
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Group) and all(isinstance(obj.get(k), h5py.Dataset) for k in required):
+            names.append(name)
+
+    fd.visititems(visit)
+    return names
+
+
+def feature_names(path) -> list[str]:
+    """Names of the images with a complete group in a feature file (sorted)."""
+    with open_h5(path) as fd:
+        return sorted(_complete_groups(fd, FEATURE_KEYS))
+
+
+def match_keys(path) -> set[str]:
+    """Pair keys with a complete group in a match file."""
+    with open_h5(path) as fd:
+        return set(_complete_groups(fd, MATCH_KEYS))
+
+
+def read_features(fd: h5py.File, name: str) -> dict[str, np.ndarray]:
+    """Every dataset of an image's group, plus 'uncertainty'."""
+    if name not in fd:
+        raise KeyError(f"{fd.filename}: no features for image {name!r}")
+    group = fd[name]
+    features = {key: group[key][()] for key in group if isinstance(group[key], h5py.Dataset)}
+    features["uncertainty"] = group["keypoints"].attrs.get("uncertainty", 1.0)
+    return features
+
+
+def find_pair(fd: h5py.File, name0: str, name1: str) -> tuple[str, bool]:
+    """(key, reversed) of the pair in a match file, looking in both orders as hloc does."""
+    key = pair_key(name0, name1)
+    if key in fd:
+        return key, False
+    key = pair_key(name1, name0)
+    if key in fd:
+        return key, True
+    raise KeyError(f"{fd.filename}: no matches for the pair {name0!r} {name1!r}")
+
+
+def read_matches(fd: h5py.File, name0: str, name1: str) -> tuple[np.ndarray, np.ndarray]:
+    """(M, 2) int64 index pairs (into image 0, image 1) and their (M,) float32 scores."""
+    key, reverse = find_pair(fd, name0, name1)
+    matches0 = fd[key]["matches0"][()]
+    scores0 = fd[key]["matching_scores0"][()]
+    idx = np.flatnonzero(matches0 != -1)
+    matches = np.stack([idx, matches0[idx]], -1).astype(np.int64)
+    if reverse:
+        matches = np.flip(matches, -1)
+    return matches, scores0[idx].astype(np.float32)
+
+
+def feature_datasets(keypoints, descriptors, scores, image_size, scales, oris) -> dict:
+    """The datasets of one image's group; `descriptors` is (N, D) as computed, stored (D, N)."""
+    return {
+        "keypoints": np.asarray(keypoints, np.float32).reshape(-1, 2),
+        "descriptors": np.ascontiguousarray(np.asarray(descriptors, np.float32).T),
+        "scores": np.asarray(scores, np.float32),
+        "image_size": np.asarray(image_size, np.int64),
+        "scales": np.asarray(scales, np.float32),
+        "oris": np.asarray(oris, np.float32),
+    }
+
+
+def match_datasets(matches0, scores0, num_keypoints1: int) -> dict:
+    """The datasets of one pair's group (hloc dtypes)."""
+    dtype = np.int16 if num_keypoints1 <= 32767 else np.int32
+    return {"matches0": np.asarray(matches0).astype(dtype), "matching_scores0": np.asarray(scores0, np.float16)}
+
+
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold SIGINT/SIGTERM until the block ends, then deliver them (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in received:
+            signal.raise_signal(sig)
+
+
+class H5Appender:
+    """Adds groups to an HDF5 file in batches; each batch is written whole, then the file closed."""
+
+    def __init__(self, path, required, batch: int = 1):
+        self.path = Path(path)
+        self.required = required
+        self.batch = batch
+        self.pending: list[tuple[str, dict, dict]] = []
+
+    def done(self) -> set[str]:
+        """Names of the complete groups already in the file."""
+        if not self.path.exists():
+            return set()
+        with open_h5(self.path) as fd:
+            return set(_complete_groups(fd, self.required))
+
+    def add(self, name: str, datasets: dict, attrs: dict | None = None) -> None:
+        """Queue a group `name` holding `datasets` ({key: array}); `attrs` is {dataset key: {attr: value}}."""
+        missing = [key for key in self.required if key not in datasets]
+        if missing:
+            raise ValueError(f"group {name!r}: missing datasets {missing}")
+        self.pending.append((name, datasets, attrs or {}))
+        if len(self.pending) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with deferred_signals(), open_h5(self.path, "a") as fd:
+            for name, datasets, attrs in self.pending:
+                _write_group(fd, name, datasets, attrs)
+        self.pending = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.flush()
+
+
+def _write_group(fd: h5py.File, name: str, datasets: dict, attrs: dict) -> None:
+    if name in fd:
+        del fd[name]
+    try:
+        group = fd.create_group(name)
+        for key, value in datasets.items():
+            group.create_dataset(key, data=value)
+            for attr, attr_value in attrs.get(key, {}).items():
+                group[key].attrs[attr] = attr_value
+    except BaseException:
+        if name in fd:
+            del fd[name]
+        raise
