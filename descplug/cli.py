@@ -55,6 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_describe)
 
+    p = sub.add_parser("train", help="train a patch descriptor from a YAML config (recipes: weights/recipes/)")
+    p.add_argument("--config", required=True, help="training config (YAML); see descplug/train/trainer.py DEFAULTS")
+    p.add_argument("--resume", action="store_true", help="continue from RUN_DIR/last.pt")
+    p.add_argument("--steps", type=int, default=None, help="override optim.steps")
+    p.add_argument("--seed", type=int, default=None, help="override seed")
+    p.add_argument("--run-dir", default=None, help="override run_dir (checkpoints, log)")
+    p.add_argument("--output", default=None, help="override output (the final .pt; its model card goes beside it)")
+    p.add_argument("--device", default=None, help="override device (auto, cpu, cuda)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    def cmd_train(args) -> int:
+        from .train.trainer import run_from_args
+
+        return run_from_args(args)
+
+    p.set_defaults(func=cmd_train)
+
     return parser
 
 

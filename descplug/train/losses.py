@@ -16,7 +16,7 @@ NEGATIVE_CHOICES = ("student", "teacher", "all")
 def distance_matrix(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
     """Euclidean distances between unit vectors: sqrt(2 - 2 a.p), shape (N, N)."""
     sim = anchors @ positives.t()
-    return torch.sqrt((2.0 - 2.0 * sim).clamp(min=1e-8))
+    return torch.sqrt((2.0 - 2.0 * sim).clamp(min=1e-12))
 
 
 def _off_diagonal(n: int, device) -> torch.Tensor:
@@ -58,7 +58,7 @@ def _negative_mask(sim_student: torch.Tensor, sim_teacher: torch.Tensor, negativ
     if negatives not in NEGATIVE_CHOICES:
         raise ValueError(f"negatives must be one of {NEGATIVE_CHOICES}, got {negatives!r}")
     ref = sim_student if negatives == "student" else sim_teacher
-    _, idx, swapped = hardest_negatives(torch.sqrt((2 - 2 * ref.detach()).clamp(min=1e-8)), anchor_swap)
+    _, idx, swapped = hardest_negatives(-ref.detach(), anchor_swap)  # closest = most similar
     rows = torch.arange(n, device=ref.device)
     mask = torch.zeros(n, n, dtype=torch.bool, device=ref.device)
     # not swapped: (anchor i, positive idx[i]); swapped: (anchor idx[i], positive i)

@@ -318,3 +318,15 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
     path = save_checkpoint(model.cpu(), config["output"], meta={"card": card, "config": config})
     write_card(path, card)
     return path
+
+
+def run_from_args(args) -> int:
+    """``descplug train``: load the config, apply the command-line overrides, train."""
+    overrides = {key: value for key, value in (("run_dir", args.run_dir), ("output", args.output),
+                                               ("device", args.device), ("seed", args.seed)) if value is not None}
+    if args.steps is not None:
+        overrides["optim"] = {"steps": args.steps}
+    config = load_config(args.config, overrides)
+    path = train(config, resume=args.resume, progress=not args.no_progress)
+    print(f"{config['name']}: {config['optim']['steps']} steps -> {path or config['run_dir'] + '/last.pt'}")
+    return 0
