@@ -18,7 +18,7 @@ if tuple(int(x) for x in pycolmap.__version__.split(".")[:2]) < MIN_VERSION:
     raise ImportError(f"descplug needs pycolmap >= {'.'.join(map(str, MIN_VERSION))}, found {pycolmap.__version__}")
 
 
-class ColmapError(RuntimeError):
+class ColmapError(ValueError):
     """A COLMAP step failed; the message says which and why."""
 
 

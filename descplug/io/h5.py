@@ -30,6 +30,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..images import read_image
+
 FEATURE_KEYS = ("keypoints", "descriptors", "scores", "image_size")
 MATCH_KEYS = ("matches0", "matching_scores0")
 
@@ -210,3 +212,126 @@ def _write_group(fd: h5py.File, name: str, datasets: dict, attrs: dict) -> None:
         if name in fd:
             del fd[name]
         raise
+
+
+def validate(features, matches=None, pairs=None, image_dir=None) -> list[str]:
+    """Problems of a feature file and optionally a match file, a list of pairs and the image folder:
+    names, shapes, dtypes, pixel ranges and pair/match consistency. Empty when all is well."""
+    problems: list[str] = []
+    with open_h5(features) as fd:
+        sizes = _validate_features(fd, problems)
+    if image_dir is not None:
+        _validate_images(Path(image_dir), sizes, problems)
+    if matches is not None:
+        with open_h5(matches) as fd:
+            _validate_matches(fd, sizes, pairs, problems)
+    elif pairs is not None:
+        missing = sorted({n for pair in pairs for n in pair} - set(sizes))
+        if missing:
+            problems.append(f"pairs: {len(missing)} image(s) without features, e.g. {missing[:3]}")
+    return problems
+
+
+def _partial_groups(fd: h5py.File, keys) -> list[str]:
+    names = []
+
+    def visit(name, obj):
+        present = [k for k in keys if isinstance(obj, h5py.Group) and k in obj]
+        if present and len(present) < len(keys):
+            names.append(f"{name} (missing {sorted(set(keys) - set(present))})")
+
+    fd.visititems(visit)
+    return names
+
+
+def _validate_features(fd: h5py.File, problems: list[str]) -> dict[str, tuple[int, int, int]]:
+    """name -> (num keypoints, W, H) of the valid groups; problems appended."""
+    prefix = f"{fd.filename}"
+    partial = _partial_groups(fd, FEATURE_KEYS)
+    if partial:
+        problems.append(f"{prefix}: {len(partial)} incomplete group(s) (an interrupted write?): {partial[:3]}")
+    names = sorted(_complete_groups(fd, FEATURE_KEYS))
+    if not names:
+        problems.append(f"{prefix}: no image groups with {list(FEATURE_KEYS)}")
+    try:
+        check_names(names)
+    except ValueError as error:
+        problems.append(f"{prefix}: {error}")
+    sizes, dims = {}, set()
+    for name in names:
+        group, where = fd[name], f"{prefix}: image {name!r}"
+        kpts, desc, scores, size = (group[k] for k in FEATURE_KEYS)
+        errors = []
+        if kpts.ndim != 2 or kpts.shape[1] != 2 or kpts.dtype != np.float32:
+            errors.append(f"keypoints must be float32 (N, 2), got {kpts.dtype} {kpts.shape}")
+        n = kpts.shape[0]
+        if desc.ndim != 2 or desc.dtype not in (np.float32, np.float16):
+            errors.append(f"descriptors must be float32 or float16 (D, N), got {desc.dtype} {desc.shape}")
+        elif desc.shape[1] != n:
+            hint = " (transposed? hloc stores (D, N))" if desc.shape[0] == n else ""
+            errors.append(f"descriptors {desc.shape} do not match {n} keypoints{hint}")
+        else:
+            dims.add(desc.shape[0])
+        for key in ("scores", "scales", "oris"):
+            if key in group and group[key].shape != (n,):
+                errors.append(f"{key} must have shape ({n},), got {group[key].shape}")
+        if size.shape != (2,) or not np.issubdtype(size.dtype, np.number) or (size[()] <= 0).any():
+            errors.append(f"image_size must be (W, H) > 0, got {size[()]!r}")
+        if "uncertainty" not in kpts.attrs:
+            errors.append('keypoints.attrs["uncertainty"] is missing')
+        if not errors and n:
+            xy, (width, height) = kpts[()], size[()]
+            if not np.isfinite(xy).all() or not np.isfinite(desc[()]).all():
+                errors.append("NaN or infinite keypoints or descriptors")
+            elif (xy < -0.5).any() or (xy[:, 0] > width - 0.5).any() or (xy[:, 1] > height - 0.5).any():
+                errors.append(f"keypoints outside the {width}x{height} image (max {xy.max(0).tolist()}): resized-image pixels?")
+        problems.extend(f"{where}: {error}" for error in errors)
+        if not errors:
+            sizes[name] = (n, int(size[0]), int(size[1]))
+    if len(dims) > 1:
+        problems.append(f"{prefix}: descriptor sizes differ between images: {sorted(dims)}")
+    return sizes
+
+
+def _validate_images(image_dir: Path, sizes: dict, problems: list[str]) -> None:
+    for name, (_, width, height) in sizes.items():
+        try:
+            shape = read_image(image_dir / name).shape
+        except ValueError as error:
+            problems.append(str(error))
+            continue
+        if (shape[1], shape[0]) != (width, height):
+            problems.append(f"{image_dir / name}: image is {shape[1]}x{shape[0]}, features say {width}x{height}")
+
+
+def _validate_matches(fd: h5py.File, sizes: dict, pairs, problems: list[str]) -> None:
+    prefix = f"{fd.filename}"
+    partial = _partial_groups(fd, MATCH_KEYS)
+    if partial:
+        problems.append(f"{prefix}: {len(partial)} incomplete pair group(s): {partial[:3]}")
+    by_key = {name.replace("/", "-"): name for name in sizes}
+    for key in sorted(_complete_groups(fd, MATCH_KEYS)):
+        parts = key.split("/")
+        names = [by_key.get(part) for part in parts]
+        if len(parts) != 2 or None in names:
+            problems.append(f"{prefix}: pair {key!r} does not name two images of the feature file")
+            continue
+        matches0, scores0 = fd[key]["matches0"], fd[key]["matching_scores0"]
+        n0, n1 = sizes[names[0]][0], sizes[names[1]][0]
+        where = f"{prefix}: pair {key!r}"
+        if not np.issubdtype(matches0.dtype, np.integer) or matches0.shape != (n0,):
+            problems.append(f"{where}: matches0 must be integer ({n0},), got {matches0.dtype} {matches0.shape}")
+            continue
+        values = matches0[()]
+        if n0 and (values.min() < -1 or values.max() >= n1):
+            problems.append(f"{where}: matches0 indices outside [-1, {n1 - 1}]")
+        if scores0.shape != (n0,):
+            problems.append(f"{where}: matching_scores0 must have shape ({n0},), got {scores0.shape}")
+    for name0, name1 in pairs or []:
+        if name0 not in sizes or name1 not in sizes:
+            problems.append(f"pairs: {name0!r} {name1!r}: image without valid features")
+            continue
+        try:
+            find_pair(fd, name0, name1)
+        except KeyError:
+            problems.append(f"pairs: {name0!r} {name1!r}: no matches in {prefix}")
