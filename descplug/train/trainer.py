@@ -212,8 +212,9 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def train(config: dict, resume: bool = False, progress: bool = True) -> Path | None:
-    """Run a training config; returns the written checkpoint path (``output``) or None."""
+def train(config: dict, resume: bool = False, progress: bool = True, stop_at: int | None = None) -> Path | None:
+    """Run a training config; returns the written checkpoint path (``output``), or None when there is
+    no output or the run stopped at step ``stop_at`` (as if interrupted: checkpointed, resumable)."""
     start_time = time.time()
     torch.manual_seed(config["seed"])
     torch.set_num_threads(config["threads"])
@@ -257,7 +258,8 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> Path | N
         bar = tqdm(total=optim_cfg["steps"], initial=step, desc=config["name"], unit="step")
     log = open(run_dir / "log.jsonl", "a")
     resumed_at = time.time()
-    while step < optim_cfg["steps"]:
+    end = optim_cfg["steps"] if stop_at is None else min(stop_at, optim_cfg["steps"])
+    while step < end:
         batch = next(stream)
         sa = model(batch.anchors.to(device))
         sp = model(batch.positives.to(device))
@@ -273,7 +275,7 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> Path | N
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val=f"{val_acc:.3f}")
-        if step % config["checkpoint_every"] == 0 or step == optim_cfg["steps"]:
+        if step % config["checkpoint_every"] == 0 or step == end:
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                         "step": step, "epoch": epoch, "position": position,
@@ -284,7 +286,7 @@ def train(config: dict, resume: bool = False, progress: bool = True) -> Path | N
     if bar is not None:
         bar.close()
     elapsed += time.time() - resumed_at
-    if not config["output"]:
+    if not config["output"] or step < optim_cfg["steps"]:
         return None
     return save_trained(model.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val))
 

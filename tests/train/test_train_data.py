@@ -1,0 +1,145 @@
+"""Training pair sources and the batch sampler, on fixtures written by the tests."""
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from descplug.patches import extract_patches
+from descplug.train import data
+
+
+def tiny_pairset(tracks, value_offset=0):
+    tracks = np.asarray(tracks, np.int64)
+    n = len(tracks)
+    patches = np.stack([np.full((32, 32), (i + value_offset) % 256, np.uint8) for i in range(n)])
+    return data.PairSet(patches, patches.copy(), tracks, np.zeros((n, 2, 4), np.float32),
+                        np.zeros((n, 2), np.int32), ["a.png"])
+
+
+def test_batches_never_repeat_a_track():
+    rng = np.random.default_rng(0)
+    tracks = rng.integers(0, 40, 500)
+    seen = 0
+    for chunk in data.batch_indices(tracks, 32, np.random.default_rng(1)):
+        assert len(np.unique(tracks[chunk])) == len(chunk)
+        seen += len(chunk)
+    assert seen > 0.9 * len(tracks)
+
+
+def test_batch_stream_is_reproducible_and_resumable():
+    pairs = tiny_pairset(np.arange(50) % 20)
+    first = [b.index.tolist() for _, b in zip(range(6), data.batches(pairs, 8, seed=3))]
+    again = [b.index.tolist() for _, b in zip(range(6), data.batches(pairs, 8, seed=3))]
+    assert first == again
+    stream = data.batches(pairs, 8, seed=3)
+    for _ in range(3):
+        last = next(stream)
+    resumed = [b.index.tolist() for _, b in zip(range(3), data.batches(pairs, 8, 3, last.epoch, last.position))]
+    assert resumed == first[3:]
+    batch = next(data.batches(pairs, 8, seed=3))
+    assert batch.anchors.shape == (8, 1, 32, 32) and batch.anchors.dtype == torch.float32
+    assert float(batch.anchors.max()) <= 1.0
+
+
+def test_pairset_save_load_concat_split(tmp_path):
+    a, b = tiny_pairset([0, 0, 1, 2]), tiny_pairset([0, 1, 1], value_offset=100)
+    both = data.PairSet.concat([a, b])
+    assert both.tracks.tolist() == [0, 0, 1, 2, 3, 4, 4]
+    assert both.images.tolist() == [[0, 0]] * 4 + [[1, 1]] * 3 and both.image_names == ["a.png", "a.png"]
+    both.save(tmp_path / "p.npz")
+    loaded = data.PairSet.load(tmp_path / "p.npz")
+    assert loaded.digest() == both.digest() and loaded.image_names == both.image_names
+    train, val = both.split(0.4, seed=0)
+    assert len(train) + len(val) == len(both)
+    assert not set(train.tracks) & set(val.tracks)
+    with pytest.raises(ValueError):
+        data.PairSet(a.anchors[:2], a.positives, a.tracks, a.keypoints, a.images)
+
+
+def test_warp_keypoints_follow_the_image():
+    """A keypoint mapped through a rotation + zoom gives the same patch in the warped image."""
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.random((240, 320)).astype(np.float32), (0, 0), 3)
+    image = (image - image.min()) / (image.max() - image.min())
+    kps = np.array([[160, 120, 12, 30], [140, 100, 16, 200], [180, 130, 10, 95]], np.float32)
+    H = np.vstack([cv2.getRotationMatrix2D((160, 120), 40, 1.3), [0, 0, 1]])
+    warped = cv2.warpPerspective(image, H, (320, 240), flags=cv2.INTER_CUBIC)
+    mapped = data.warp_keypoints(kps, H)
+    assert mapped[:, 2] == pytest.approx(kps[:, 2] * 1.3, rel=1e-4)
+    assert mapped[0, :2] == pytest.approx([160, 120], abs=1e-3)
+    same = extract_patches(image, kps, 6.0)
+    moved = extract_patches(warped, mapped, 6.0)
+    wrong = extract_patches(warped, np.c_[mapped[:, :3], (mapped[:, 3] + 40) % 360], 6.0)
+    err, err_wrong = (same - moved).abs().mean().item(), (same - wrong).abs().mean().item()
+    assert err < 0.01 and err_wrong > 3 * err
+
+
+def test_warp_pairs_on_an_image_folder(tmp_path, texture):
+    cv2.imwrite(str(tmp_path / "t.png"), texture)
+    pairs = data.warp_pairs([str(tmp_path / "*.png")], warps_per_image=2, keypoints_per_image=100, seed=0)
+    assert len(pairs) > 50 and pairs.image_names == [str(tmp_path / "t.png")]
+    assert pairs.tracks.max() < 100 and np.isfinite(pairs.keypoints).all()
+    a, p = pairs.anchors.astype(np.float32), pairs.positives.astype(np.float32)
+    matched = np.abs(a - p).mean()
+    shuffled = np.abs(a - np.roll(p, 7, axis=0)).mean()
+    assert matched < 0.8 * shuffled
+    with pytest.raises(FileNotFoundError):
+        data.warp_pairs([str(tmp_path / "none*.png")])
+
+
+def test_skimage_images_resolve():
+    specs = data.resolve_images(["skimage:*"])
+    assert specs[0].startswith("skimage:") and len(specs) == len(data.SKIMAGE_PHOTOS)
+    image = data.read_training_image("skimage:astronaut", max_side=256)
+    assert image.dtype == np.float32 and max(image.shape) == 256
+
+
+def write_phototour_folder(root, labels):
+    """UBC PhotoTour raw layout: 1024x1024 sheets of 64x64 patches (patch i has grey value i) + info.txt."""
+    folder = root / "liberty"
+    folder.mkdir(parents=True)
+    sheet = np.zeros((1024, 1024), np.uint8)
+    for i in range(len(labels)):
+        r, c = divmod(i, 16)
+        sheet[r * 64:(r + 1) * 64, c * 64:(c + 1) * 64] = i
+    cv2.imwrite(str(folder / "patches0000.bmp"), sheet)
+    (folder / "info.txt").write_text("".join(f"{label} 0\n" for label in labels))
+    (folder / "m50_100000_100000_0.txt").write_text("0 0 0 1 0 0\n")
+
+
+def test_read_phototour_raw_and_torchvision_cache(tmp_path):
+    labels = [5, 5, 5, 7, 8, 8, 9, 10, 10, 10, 10, 11, 12, 13, 14, 15, 16, 16]  # 18 patches, two rows
+    write_phototour_folder(tmp_path, labels)
+    pairs = data.read_phototour(tmp_path, "liberty")
+    assert len(pairs) == 2 + 1 + 3 + 1
+    assert pairs.anchors.shape[1:] == (32, 32)
+    for a, p, t in zip(pairs.anchors[:, 0, 0], pairs.positives[:, 0, 0], pairs.tracks):
+        assert labels[a] == labels[p] == t and a != p
+    cache_root = tmp_path / "cache"
+    cache_root.mkdir()
+    patches = torch.arange(18, dtype=torch.uint8)[:, None, None].expand(18, 64, 64).contiguous()
+    torch.save((patches, torch.tensor(labels), torch.zeros(1, 3, dtype=torch.long)), cache_root / "liberty.pt")
+    cached = data.read_phototour(cache_root, "liberty")
+    assert cached.digest() == pairs.digest()
+    assert len(data.read_phototour(tmp_path, "liberty", max_pairs=3)) == 3
+    with pytest.raises(FileNotFoundError):
+        data.read_phototour(tmp_path, "yosemite")
+
+
+def test_read_hpatches_release(tmp_path):
+    for seq, n in (("v_a", 3), ("i_b", 2)):
+        folder = tmp_path / seq
+        folder.mkdir()
+        for name in ["ref"] + [f"{k}{lvl}" for k in "eht" for lvl in range(1, 6)]:
+            stack = np.concatenate([np.full((65, 65), 10 * i + len(name), np.uint8) for i in range(n)])
+            cv2.imwrite(str(folder / f"{name}.png"), stack)
+    pairs = data.read_hpatches(tmp_path)
+    assert len(pairs) == 15 * 5
+    assert sorted(set(pairs.tracks.tolist())) == list(range(5))
+    assert (pairs.anchors[:, 0, 0] // 10 == pairs.positives[:, 0, 0] // 10).all()
+    assert len(data.read_hpatches(tmp_path, sequences=["v_a"], kinds=["e"], levels=[1])) == 3
+    (tmp_path / "v_a" / "e1.png").write_bytes(b"")
+    with pytest.raises(FileNotFoundError):
+        data.read_hpatches(tmp_path, sequences=["v_a"])

@@ -1,0 +1,72 @@
+"""A tiny end-to-end training run (a few steps on two small images) and the CLI entry point."""
+import json
+
+import cv2
+import pytest
+import torch
+import yaml
+
+from descplug.cli import main as cli_main
+from descplug.models.student import DesDisNet
+from descplug.models.zoo import load_model, save_checkpoint
+from descplug.train.trainer import load_config, train
+
+
+@pytest.fixture()
+def tiny_config(tmp_path, texture):
+    cv2.imwrite(str(tmp_path / "a.png"), texture)
+    cv2.imwrite(str(tmp_path / "b.png"), cv2.rotate(texture, cv2.ROTATE_90_CLOCKWISE))
+    torch.manual_seed(0)
+    teacher = save_checkpoint(DesDisNet(width=4).eval(), tmp_path / "teacher.pt", meta={})
+    config = {
+        "name": "tiny",
+        "data": {"sources": [{"kind": "warp", "images": [str(tmp_path / "*.png")], "warps_per_image": 2,
+                              "keypoints_per_image": 150}],
+                 "cache_dir": str(tmp_path / "cache"), "max_val": 50, "val_fraction": 0.1},
+        "model": {"arch": "desdis", "width": 4},
+        "teachers": {"net": str(teacher), "rootsift": "rootsift"},
+        "loss": {"desdis": {"weight": 1.0, "teacher": "net"}, "cosine": {"weight": 0.5, "teacher": "net"},
+                 "kd": {"weight": 1.0, "teachers": ["net", "rootsift"]}},
+        "optim": {"steps": 6, "batch_size": 32, "warmup": 2},
+        "checkpoint_every": 3, "val_every": 3,
+        "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "out" / "tiny.pt"),
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_tiny_training_run_resume_and_card(tiny_config, tmp_path):
+    config = load_config(tiny_config)
+    out = train(config, progress=False)
+    model = load_model(out)
+    assert model.descriptor_size == 128
+    card = json.loads(out.with_suffix(".json").read_text())
+    for key in ("teachers", "data", "recipe", "steps", "wall_time_s", "hardware", "parameters", "macs_per_patch"):
+        assert key in card
+    assert card["steps"] == 6 and card["parameters"] == sum(p.numel() for p in model.parameters())
+    assert out.with_suffix(".md").read_text().startswith("# tiny")
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # both teachers' outputs cached
+    straight = model.state_dict()
+
+    # the same run stopped after 3 steps and resumed gives the same weights
+    assert train(load_config(tiny_config, {"run_dir": str(tmp_path / "r2")}), progress=False, stop_at=3) is None
+    resumed = train(load_config(tiny_config, {"run_dir": str(tmp_path / "r2"),
+                                              "output": str(tmp_path / "out2" / "tiny.pt")}),
+                    resume=True, progress=False)
+    for key, value in load_model(resumed).state_dict().items():
+        assert torch.allclose(value, straight[key], atol=1e-5), key
+
+
+def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
+    code = cli_main(["train", "--config", str(tiny_config), "--steps", "2", "--no-progress",
+                     "--run-dir", str(tmp_path / "cli"), "--output", str(tmp_path / "cli.pt")])
+    assert code == 0 and (tmp_path / "cli.pt").is_file() and (tmp_path / "cli.json").is_file()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: {}\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert "unknown config keys" in capsys.readouterr().err
+    bad.write_text(yaml.safe_dump({"loss": {"cosine": {"weight": 1.0, "teacher": "nobody"}},
+                                   "data": yaml.safe_load(tiny_config.read_text())["data"]}))
+    assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
+    assert "teacher 'nobody'" in capsys.readouterr().err
