@@ -1,0 +1,1 @@
+"""Benchmark harnesses: ``python -m benchmarks TASK --root DATA ...`` (see benchmarks/README.md)."""

@@ -1,0 +1,223 @@
+"""Task ``pose``: relative pose of image pairs with ground-truth cameras.
+
+Protocol (as SuperGlue / LoFTR report it): keypoints from one detector (default SIFT, top 4000 by
+response) are detected once per image and described by every method; matches are mutual nearest
+neighbours (optionally with Lowe's ratio test); the essential matrix is fitted with RANSAC on
+intrinsics-normalised points (OpenCV ``findEssentialMat``, threshold in pixels divided by the mean
+focal length, confidence 0.99999, ``recoverPose`` on each candidate, the one with most inliers
+kept; or pycolmap's estimator through ``descplug.colmap``). The pose error of a pair is
+max(rotation error, translation-direction error) in degrees, the translation error taken up to sign
+(an essential matrix fixes t only up to sign); a pair without a pose (fewer than 5 matches, no
+model) or that failed has an infinite error. AUC of the recall-vs-error curve up to 5, 10 and 20
+degrees, in percent.
+"""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from descplug import colmap
+from descplug.api import resolve_device
+from descplug.detectors import detect
+from descplug.images import load_image
+from descplug.matching import match_descriptors, matches_to_pairs
+
+from . import datasets, report
+from .methods import load_methods
+
+AUC_THRESHOLDS = (5, 10, 20)
+MIN_MATCHES = 5
+
+
+def normalise(points, K):
+    """Pixel points (N, 2) -> normalised camera coordinates."""
+    return cv2.undistortPoints(np.asarray(points, np.float64).reshape(-1, 1, 2), K, None).reshape(-1, 2)
+
+
+def estimate_pose_opencv(points0, points1, K0, K1, threshold=1.0, confidence=0.99999):
+    """(R, t) of image 1 relative to image 0 from pixel matches, or None."""
+    if len(points0) < MIN_MATCHES:
+        return None
+    n0, n1 = normalise(points0, K0), normalise(points1, K1)
+    focal = np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
+    E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), method=cv2.RANSAC, prob=confidence,
+                                   threshold=threshold / focal)
+    if E is None:
+        return None
+    best = None
+    for candidate in np.split(E, len(E) // 3):
+        inliers, R, t, _ = cv2.recoverPose(candidate, n0, n1, np.eye(3), 1e9, mask=mask.copy())
+        if best is None or inliers > best[0]:
+            best = (inliers, R, t.ravel())
+    return best[1], best[2]
+
+
+def estimate_pose_pycolmap(points0, points1, K0, K1, threshold=1.0):
+    """(R, t) from pycolmap's essential-matrix RANSAC (through descplug.colmap), or None."""
+    pose = colmap.relative_pose(points0, points1, K0, K1, max_error=threshold)
+    return None if pose is None else pose[:2]
+
+
+ESTIMATORS = {"opencv": estimate_pose_opencv, "pycolmap": estimate_pose_pycolmap}
+
+
+def angle_between(a, b):
+    cos = np.dot(a, b) / max(np.linalg.norm(a) * np.linalg.norm(b), 1e-12)
+    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def pose_error(R_est, t_est, R_gt, t_gt):
+    """max(rotation error, translation-direction error up to sign), degrees."""
+    cos = (np.trace(R_est.T @ R_gt) - 1) / 2
+    rotation = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+    translation = angle_between(t_est, t_gt)
+    return max(rotation, min(translation, 180.0 - translation))
+
+
+def pose_auc(errors, thresholds=AUC_THRESHOLDS):
+    """Area under the recall-vs-error curve up to each threshold, normalised to [0, 1]."""
+    errors = np.sort(np.asarray(errors, np.float64))
+    if len(errors) == 0:
+        return [0.0 for _ in thresholds]
+    recall = np.arange(1, len(errors) + 1) / len(errors)
+    errors, recall = np.r_[0.0, errors], np.r_[0.0, recall]
+    aucs = []
+    for t in thresholds:
+        last = np.searchsorted(errors, t)
+        x = np.r_[errors[:last], t]
+        y = np.r_[recall[:last], recall[last - 1]]
+        aucs.append(float(np.trapezoid(y, x) / t))
+    return aucs
+
+
+def summarise(records):
+    if not records:
+        return None
+    errors = [r["error"] for r in records]
+    return {
+        "auc": {str(t): 100 * a for t, a in zip(AUC_THRESHOLDS, pose_auc(errors))},
+        "pairs": len(records),
+        "matches": float(np.mean([r["matches"] for r in records])),
+        "median_error": float(np.median(errors)),
+        "failed": sum(r["failed"] for r in records),
+    }
+
+
+FAILED = {"error": np.inf, "matches": 0, "failed": True}
+
+
+def _describe_images(paths, methods, detector, max_keypoints, label, progress):
+    """{path: (points, {method: descriptors})} for the images; failures are reported, not stored."""
+    features = {}
+    for path in tqdm(paths, desc=f"{label}: features", disable=not progress, leave=False):
+        try:
+            image = load_image(path)
+            keypoints = detect(image, detector, max_keypoints)
+            points = np.array([kp.pt for kp in keypoints], np.float64).reshape(-1, 2)
+        except Exception as error:
+            report.failure(f"image {path}", error)
+            continue
+        descriptors = {}
+        for method in methods:
+            try:
+                descriptors[method.name] = method.describe(image, keypoints)
+            except Exception as error:
+                report.failure(f"{method.name} on image {path}", error)
+        features[path] = (points, descriptors)
+    return features
+
+
+def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
+             threshold=1.0, device="cpu", progress=True):
+    """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}."""
+    estimate = ESTIMATORS[estimator]
+    records = {m.name: [] for m in methods}  # (group, record)
+    for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
+        paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
+        features = _describe_images(paths, methods, detector, max_keypoints, group, progress)
+        for pair in tqdm(pairs, desc=f"{group}: pairs", disable=not progress, leave=False):
+            for method in methods:
+                try:
+                    points0, desc0 = features[pair.image0][0], features[pair.image0][1][method.name]
+                    points1, desc1 = features[pair.image1][0], features[pair.image1][1][method.name]
+                except KeyError:  # the image failed above (already reported)
+                    records[method.name].append((group, FAILED))
+                    continue
+                try:
+                    matches0, _ = match_descriptors(desc0, desc1, mutual=True, ratio=ratio, device=device)
+                    pairs01 = matches_to_pairs(matches0)
+                    pose = estimate(points0[pairs01[:, 0]], points1[pairs01[:, 1]], pair.K0, pair.K1, threshold)
+                    error = np.inf if pose is None else pose_error(*pose, pair.R, pair.t)
+                    record = {"error": error, "matches": len(pairs01), "failed": False}
+                except Exception as error:
+                    report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)
+                    record = FAILED
+                records[method.name].append((group, record))
+    groups = ["all"] + [group for group, _ in scenes]
+    results = {}
+    for name, pairs in records.items():
+        summary = {g: summarise([r for pg, r in pairs if g in ("all", pg)]) for g in groups}
+        results[name] = {g: value for g, value in summary.items() if value is not None}
+    return results
+
+
+def protocol_text(detector, max_keypoints, ratio, estimator, threshold):
+    matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
+    return (f"Relative pose; {detector} keypoints (top {max_keypoints} by response) detected once and "
+            f"described by every method; {matcher}; essential matrix by {estimator} RANSAC "
+            f"({threshold} px, normalised by the mean focal length); error = max(rotation, translation "
+            f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error.")
+
+
+def markdown_sections(results):
+    groups = list(dict.fromkeys(g for groups in results.values() for g in groups))
+    sections = []
+    for group in groups:
+        columns = [("AUC@5", group, "auc", "5"), ("AUC@10", group, "auc", "10"), ("AUC@20", group, "auc", "20"),
+                   ("matches", group, "matches", None), ("pairs", group, "pairs", None),
+                   ("failed", group, "failed", None)]
+        sections.append((group if group != "all" else "all pairs", report.table(results, columns, digits=1)))
+    return sections
+
+
+def plot(results, path):
+    panels = [(f"AUC@{t}", "all", "auc", str(t)) for t in AUC_THRESHOLDS]
+    report.plot_bars(results, panels, "Relative pose AUC (%)", path)
+
+
+def add_arguments(parser):
+    parser.add_argument("--root", required=True,
+                        help="folder of IMC (images/, calibration/) and/or Strecha (images/, cameras/) scenes, "
+                             "nested up to 3 levels; or a SuperGlue *_pairs_with_gt.txt file")
+    parser.add_argument("--image-dir", help="images of a pairs file (default: the file's folder)")
+    parser.add_argument("--scenes", nargs="+", help="only these scenes (names relative to --root)")
+    parser.add_argument("--min-gap", type=int, default=1,
+                        help="pairs (i, j) of a scene's sorted images with j - i >= MIN_GAP (default: 1, all pairs)")
+    parser.add_argument("--max-gap", type=int, help="and j - i <= MAX_GAP (default: no limit)")
+    parser.add_argument("--detector", default="sift", help="keypoint detector (default: sift)")
+    parser.add_argument("--max-keypoints", type=int, default=4000, help="keypoints per image (default: 4000)")
+    parser.add_argument("--ratio", type=float, help="Lowe's ratio test on top of mutual NN, e.g. 0.9 (default: off)")
+    parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="opencv",
+                        help="essential-matrix RANSAC (default: opencv)")
+    parser.add_argument("--threshold", type=float, default=1.0, help="RANSAC threshold in pixels (default: 1)")
+
+
+def read_scenes(args):
+    """[(group, pairs)] from --root: a pairs-with-gt file or a folder of posed scenes."""
+    if Path(args.root).is_file():
+        return [(Path(args.root).stem, datasets.read_pairs_with_gt(args.root, args.image_dir))]
+    scenes = datasets.read_pose_scenes(args.root, args.scenes)
+    return [(s.name, s.pairs(args.min_gap, args.max_gap)) for s in scenes]
+
+
+def run(args, specs):
+    scenes = read_scenes(args)
+    device = resolve_device(args.device)
+    results = evaluate(scenes, load_methods(specs, device), args.detector, args.max_keypoints, args.ratio,
+                       args.estimator, args.threshold, device, progress=not args.no_progress)
+    data = {"root": str(args.root), "scenes": {name: len(pairs) for name, pairs in scenes},
+            "min_gap": args.min_gap, "max_gap": args.max_gap}
+    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.estimator, args.threshold)
+    return report.document("pose", protocol, data, results), markdown_sections(results)

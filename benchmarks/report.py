@@ -1,0 +1,125 @@
+"""Common output of every task: the JSON document, a markdown table and a plot.
+
+JSON: ``{"task", "protocol", "data", "results": {METHOD: {GROUP: {METRIC: value}}}}``, GROUP ``"all"``
+always present.
+
+A markdown table is described by columns ``(header, group, metric, key)``: the value is
+``results[method][group][metric]``, indexed by ``key`` when not None (a list index or a dict key).
+Rows are the methods, in the order of the results.
+"""
+
+import json
+import math
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+def document(task, protocol, data, results):
+    if any("all" not in groups for groups in results.values()):
+        raise ValueError("every method needs an 'all' group")
+    return {"task": task, "protocol": protocol, "data": data, "results": results}
+
+
+def failure(what, error):
+    """Report a failed image, pair or sequence on stderr (the caller counts it as a failure)."""
+    tqdm.write(f"FAILED {what}: {type(error).__name__}: {error}", file=sys.stderr)
+
+
+def write_json(doc, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def _cell(value, digits):
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if math.isinf(value) or math.isnan(value):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def table(results, columns, digits=2):
+    """Markdown table, one row per method; missing groups or metrics are shown as '-'."""
+    lines = ["| method | " + " | ".join(c[0] for c in columns) + " |",
+             "|---|" + "---:|" * len(columns)]
+    for method, groups in results.items():
+        cells = []
+        for _, group, metric, key in columns:
+            value = groups.get(group, {}).get(metric)
+            if value is not None and key is not None:
+                value = value[key]
+            cells.append(_cell(value, digits))
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_markdown(doc, sections, path):
+    """sections: list of (title, table text). The protocol line heads the file."""
+    text = [f"## {doc['task']}", "", doc["protocol"], ""]
+    for title, body in sections:
+        text += [f"### {title}", "", body, ""]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(text))
+
+
+def pyplot():
+    """matplotlib.pyplot, imported only when a plot is asked for."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise RuntimeError("--plot needs matplotlib: pip install 'descplug[bench]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_bars(results, panels, title, path):
+    """One bar panel per (panel title, group, metric, key); one bar per method."""
+    plt = pyplot()
+    methods = list(results)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 0.4 * len(methods) + 1.5),
+                             squeeze=False)
+    for ax, (panel, group, metric, key) in zip(axes[0], panels):
+        values = []
+        for method in methods:
+            value = results[method].get(group, {}).get(metric)
+            values.append(float("nan") if value is None else (value if key is None else value[key]))
+        ax.barh(range(len(methods)), values)
+        ax.set_yticks(range(len(methods)), methods if ax is axes[0][0] else [""] * len(methods))
+        ax.invert_yaxis()
+        ax.set_title(panel)
+        ax.grid(axis="x", linestyle="--", alpha=0.5)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def plot_curves(x, curves, panels, xlabel, ylabel, title, path):
+    """curves: {panel: {method: y values}}; one panel per name in panels."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        for method, y in curves[panel].items():
+            ax.plot(x, y, marker="o", markersize=3, label=method)
+        ax.set_title(panel)
+        ax.set_xlabel(xlabel)
+        ax.grid(linestyle="--", alpha=0.5)
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=8)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+def _save(fig, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

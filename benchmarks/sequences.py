@@ -1,0 +1,167 @@
+"""Task ``sequences``: image matching on homography sequences (image 1 against 2..n).
+
+Protocol: keypoints from one detector (default SIFT, top 2000 by response) are detected once per
+image, and every method describes the same keypoints, so differences are the descriptor's alone.
+Matching is mutual nearest neighbour (optionally with Lowe's ratio). Per pair of images:
+
+- MMA at 1..10 px: the fraction of matches whose image-1 keypoint, projected by the ground-truth
+  homography, lies within the threshold of its matched keypoint (a pair without matches scores 0),
+  as D2-Net and R2D2 report it;
+- matches: the number of matches;
+- homography accuracy: a homography is fitted to the matches with OpenCV RANSAC; the pair is
+  correct at e px when the mean distance between the four corners of image 1 mapped by the
+  estimated and by the ground-truth homography is <= e (fewer than 4 matches or no fit: wrong).
+
+Results are means over pairs, per group (``i`` for ``i_*`` sequences, ``v`` for ``v_*``, ``other``)
+and over all pairs. A failed image or pair is reported and scores 0.
+"""
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from descplug.api import resolve_device
+from descplug.detectors import detect
+from descplug.images import load_image
+from descplug.matching import match_descriptors, matches_to_pairs
+
+from . import datasets, report
+from .methods import load_methods
+
+THRESHOLDS = tuple(range(1, 11))
+HOMOGRAPHY_THRESHOLDS = (1, 3, 5)
+GROUPS = ("all", "i", "v", "other")
+
+
+def warp(points, H):
+    """Apply a 3x3 homography to (N, 2) points."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    projected = np.c_[points, np.ones(len(points))] @ H.T
+    return projected[:, :2] / projected[:, 2:]
+
+
+def corners(shape):
+    h, w = shape[:2]
+    return np.array([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]], np.float64)
+
+
+def pair_record(points0, points1, pairs, H, shape0, ransac_threshold=3.0):
+    """Metrics of one image pair from matched keypoints (pairs: (M, 2) indices)."""
+    matched0, matched1 = points0[pairs[:, 0]], points1[pairs[:, 1]]
+    if len(pairs):
+        errors = np.linalg.norm(warp(matched0, H) - matched1, axis=1)
+        mma = [float(np.mean(errors <= t)) for t in THRESHOLDS]
+    else:
+        mma = [0.0] * len(THRESHOLDS)
+    corner_error = np.inf
+    if len(pairs) >= 4:
+        H_est, _ = cv2.findHomography(matched0, matched1, cv2.RANSAC, ransac_threshold)
+        if H_est is not None:
+            c = corners(shape0)
+            corner_error = float(np.mean(np.linalg.norm(warp(c, H_est) - warp(c, H), axis=1)))
+    return {"mma": mma, "matches": len(pairs), "corner_error": corner_error, "failed": False}
+
+
+FAILED = {"mma": [0.0] * len(THRESHOLDS), "matches": 0, "corner_error": np.inf, "failed": True}
+
+
+def summarise(records):
+    """Mean metrics over pair records."""
+    n = len(records)
+    if n == 0:
+        return None
+    errors = np.array([r["corner_error"] for r in records])
+    return {
+        "mma": np.mean([r["mma"] for r in records], axis=0).tolist(),
+        "matches": float(np.mean([r["matches"] for r in records])),
+        "h_acc": {str(t): float(np.mean(errors <= t)) for t in HOMOGRAPHY_THRESHOLDS},
+        "pairs": n,
+        "failed": sum(r["failed"] for r in records),
+    }
+
+
+def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None, ransac_threshold=3.0,
+             device="cpu", progress=True):
+    """results {METHOD: {GROUP: metrics}} over all image pairs (1, k) of the sequences."""
+    records = {m.name: [] for m in methods}  # (group, record)
+    for seq in tqdm(sequences, desc="sequences", disable=not progress):
+        n_pairs = len(seq.homographies)
+        try:
+            images = [load_image(path) for path in seq.images]
+            keypoints = [detect(image, detector, max_keypoints) for image in images]
+        except Exception as error:  # a broken sequence fails all its pairs, for every method
+            report.failure(f"sequence {seq.name}", error)
+            for m in methods:
+                records[m.name] += [(seq.group, FAILED)] * n_pairs
+            continue
+        points = [np.array([kp.pt for kp in kps], np.float64).reshape(-1, 2) for kps in keypoints]
+        for method in methods:
+            try:
+                descriptors = [method.describe(image, kps) for image, kps in zip(images, keypoints)]
+            except Exception as error:
+                report.failure(f"{method.name} on sequence {seq.name}", error)
+                records[method.name] += [(seq.group, FAILED)] * n_pairs
+                continue
+            for k, H in enumerate(seq.homographies, start=1):
+                try:
+                    matches0, _ = match_descriptors(descriptors[0], descriptors[k], mutual=True, ratio=ratio,
+                                                    device=device)
+                    record = pair_record(points[0], points[k], matches_to_pairs(matches0), H,
+                                         images[0].shape, ransac_threshold)
+                except Exception as error:
+                    report.failure(f"{method.name} on {seq.name} 1-{k + 1}", error)
+                    record = FAILED
+                records[method.name].append((seq.group, record))
+    results = {}
+    for name, pairs in records.items():
+        groups = {group: summarise([r for g, r in pairs if group in ("all", g)]) for group in GROUPS}
+        results[name] = {group: value for group, value in groups.items() if value is not None}
+    return results
+
+
+def protocol_text(detector, max_keypoints, ratio, ransac_threshold):
+    matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
+    return (f"Homography sequences, image 1 against 2..n; {detector} keypoints (top {max_keypoints} by "
+            f"response) detected once and described by every method; {matcher}; MMA at 1..10 px (D2-Net / "
+            f"R2D2 definition, a pair without matches scores 0); homography accuracy: mean corner error "
+            f"<= 1/3/5 px after OpenCV RANSAC ({ransac_threshold} px).")
+
+
+def markdown_sections(results):
+    columns = [("MMA@1", "all", "mma", 0), ("MMA@3", "all", "mma", 2), ("MMA@5", "all", "mma", 4),
+               ("MMA@10", "all", "mma", 9), ("matches", "all", "matches", None),
+               ("H@1", "all", "h_acc", "1"), ("H@3", "all", "h_acc", "3"), ("H@5", "all", "h_acc", "5"),
+               ("pairs", "all", "pairs", None), ("failed", "all", "failed", None)]
+    sections = [("all pairs", report.table(results, columns, digits=3))]
+    for group, title in (("i", "illumination (i_*)"), ("v", "viewpoint (v_*)"), ("other", "other sequences")):
+        if any(group in groups for groups in results.values()):
+            group_columns = [(h, group, m, k) for h, _, m, k in columns]
+            sections.append((title, report.table(results, group_columns, digits=3)))
+    return sections
+
+
+def plot(results, path):
+    panels = [g for g in GROUPS if any(g in groups for groups in results.values())]
+    curves = {g: {m: groups[g]["mma"] for m, groups in results.items() if g in groups} for g in panels}
+    report.plot_curves(THRESHOLDS, curves, panels, "threshold (px)", "MMA", "Mean matching accuracy", path)
+
+
+def add_arguments(parser):
+    parser.add_argument("--root", required=True,
+                        help="folder of homography sequences (<seq>/1.ppm|png, H_1_k), nested up to 3 levels")
+    parser.add_argument("--sequences", nargs="+", help="only these sequences (names relative to --root)")
+    parser.add_argument("--detector", default="sift", help="keypoint detector (default: sift)")
+    parser.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image (default: 2000)")
+    parser.add_argument("--ratio", type=float, help="Lowe's ratio test on top of mutual NN (default: off)")
+    parser.add_argument("--ransac-threshold", type=float, default=3.0, help="homography RANSAC px (default: 3)")
+
+
+def run(args, specs):
+    seqs = datasets.read_sequences(args.root, args.sequences)
+    device = resolve_device(args.device)
+    results = evaluate(seqs, load_methods(specs, device), args.detector, args.max_keypoints, args.ratio,
+                       args.ransac_threshold, device, progress=not args.no_progress)
+    data = {"root": str(args.root), "sequences": [s.name for s in seqs],
+            "pairs": sum(len(s.homographies) for s in seqs)}
+    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.ransac_threshold)
+    return report.document("sequences", protocol, data, results), markdown_sections(results)

@@ -1,0 +1,142 @@
+"""Task ``speed``: descriptor time against OpenCV SIFT, measured in one run on one image.
+
+On the same grey uint8 image and the same SIFT keypoints (top 4000 by response): OpenCV SIFT
+``compute()``, descplug patch extraction alone, and ``DescDis.compute()`` of every model, as ratios
+to SIFT; the network alone in patches per second (fp32, and fp16 on CUDA); and per-image end to end
+(detect + extract + describe, ``DescDis.detectAndCompute``) against OpenCV SIFT
+``detectAndCompute``. Each time is the median of several repeats after one warm-up run.
+"""
+
+import statistics
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from descplug import DescDis
+from descplug.api import resolve_device
+from descplug.detectors import create_detector, detect, magnification_for
+from descplug.handcrafted import rootsift
+from descplug.images import load_image, to_uint8
+from descplug.keypoints import as_keypoint_array
+from descplug.patches import extract_patches
+
+from . import report
+from .methods import BASELINES
+
+DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared/data/pose/strecha/fountain-P11/images/0000.jpg"
+GENERATED_SHAPE = (1024, 1536)  # 1.5 MP, the size of the default image
+
+
+def generated_image(shape=GENERATED_SHAPE, seed=0):
+    """A textured grey uint8 test image (blurred noise at several scales plus shapes)."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros(shape, np.float32)
+    for scale in (4, 16, 64):
+        noise = rng.random((shape[0] // scale + 1, shape[1] // scale + 1)).astype(np.float32)
+        image += cv2.resize(noise, shape[::-1], interpolation=cv2.INTER_CUBIC)[: shape[0], : shape[1]]
+    for _ in range(200):
+        centre = (int(rng.integers(shape[1])), int(rng.integers(shape[0])))
+        cv2.circle(image, centre, int(rng.integers(5, 60)), float(rng.uniform(0, 3)), -1)
+    return to_uint8(image / image.max())
+
+
+def median_time(fn, repeats, sync=None):
+    """Median wall time of fn() over `repeats` runs after one warm-up run."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        if sync:
+            sync()
+        start = time.perf_counter()
+        fn()
+        if sync:
+            sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def measure(gray, specs, max_keypoints=4000, repeats=5, device="auto", progress=True):
+    """results {METHOD: {GROUP: metrics}} and data (image facts, patch extraction time)."""
+    device = resolve_device(device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    keypoints = detect(gray, "sift", max_keypoints)
+    if not keypoints:
+        raise ValueError("no SIFT keypoint in the speed image")
+    sift = cv2.SIFT_create()
+    sift_s = median_time(lambda: sift.compute(gray, keypoints), repeats)
+    sift_full = create_detector("sift", max_keypoints)
+    sift_e2e = median_time(lambda: sift_full.detectAndCompute(gray, None), repeats)
+    results = {"sift": {"all": {"compute_s": sift_s, "compute_ratio": 1.0, "end_to_end_s": sift_e2e,
+                                "end_to_end_ratio": 1.0}}}
+    if "rootsift" in specs:
+        t = median_time(lambda: rootsift(sift.compute(gray, keypoints)[1]), repeats)
+        results["rootsift"] = {"all": {"compute_s": t, "compute_ratio": t / sift_s}}
+    array = as_keypoint_array(keypoints, default_size=1.0)
+    gray_float = load_image(gray)
+    magnification = magnification_for("sift")
+    extraction_s = median_time(lambda: extract_patches(gray_float, array, magnification, device=device), repeats, sync)
+    models = [s for s in specs if s not in BASELINES]
+    for spec in tqdm(models, desc="models", disable=not progress):
+        extractor = DescDis(spec, device=device, max_keypoints=max_keypoints, half=False)
+        compute_s = median_time(lambda: extractor.compute(gray, keypoints), repeats, sync)
+        e2e_s = median_time(lambda: extractor.detectAndCompute(gray), repeats, sync)
+        patches = extractor.extract_patches(gray, keypoints)
+        groups = {"all": {"compute_s": compute_s, "compute_ratio": compute_s / sift_s,
+                          "patches_per_s": _patches_per_s(extractor, patches, repeats, sync),
+                          "end_to_end_s": e2e_s, "end_to_end_ratio": e2e_s / sift_e2e}}
+        if device.type == "cuda":
+            half = DescDis(spec, device=device, half=True)
+            groups["fp16"] = {"patches_per_s": _patches_per_s(half, patches, repeats, sync)}
+        if extractor.name in results:
+            raise ValueError(f"two models share the name {extractor.name}")
+        results[extractor.name] = groups
+    data = {"image_shape": list(gray.shape), "keypoints": len(keypoints), "device": str(device),
+            "torch_threads": torch.get_num_threads(), "repeats": repeats,
+            "patch_extraction_s": extraction_s, "patch_extraction_ratio": extraction_s / sift_s}
+    return results, data
+
+
+def _patches_per_s(extractor, patches, repeats, sync):
+    return len(patches) / median_time(lambda: extractor.describe_patches(patches), repeats, sync)
+
+
+def add_arguments(parser):
+    parser.add_argument("--image", help=f"test image (default: {DEFAULT_IMAGE} when present, else a generated "
+                                        "1536x1024 image)")
+    parser.add_argument("--max-keypoints", type=int, default=4000, help="SIFT keypoints (default: 4000)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats after one warm-up (default: 5)")
+
+
+def run(args, specs):
+    if args.image:
+        gray, source = to_uint8(load_image(args.image)), args.image
+    elif DEFAULT_IMAGE.exists():
+        gray, source = to_uint8(load_image(DEFAULT_IMAGE)), str(DEFAULT_IMAGE)
+    else:
+        gray, source = generated_image(), "generated"
+    results, data = measure(gray, specs, args.max_keypoints, args.repeats, args.device, not args.no_progress)
+    data = {"image": source, **data}
+    protocol = ("One image, the same SIFT keypoints for every method; median of "
+                f"{args.repeats} timed runs after a warm-up; {data['device']}, {data['torch_threads']} torch "
+                f"threads; patch extraction alone: {1000 * data['patch_extraction_s']:.1f} ms "
+                f"({data['patch_extraction_ratio']:.2f} x SIFT compute).")
+    return report.document("speed", protocol, data, results), markdown_sections(results)
+
+
+def markdown_sections(results):
+    columns = [("compute (ms)", "all", "compute_ms", None), ("x SIFT compute", "all", "compute_ratio", None),
+               ("patches/s", "all", "patches_per_s", None), ("patches/s fp16", "fp16", "patches_per_s", None),
+               ("end to end (ms)", "all", "end_to_end_ms", None), ("x SIFT end to end", "all", "end_to_end_ratio", None)]
+    in_ms = ("compute_s", "end_to_end_s")
+    shown = {m: {g: {**v, **{k[:-2] + "_ms": 1000 * v[k] for k in in_ms if k in v}} for g, v in groups.items()}
+             for m, groups in results.items()}
+    return [("speed", report.table(shown, columns, digits=2))]
+
+
+def plot(results, path):
+    panels = [("x SIFT compute", "all", "compute_ratio", None), ("x SIFT end to end", "all", "end_to_end_ratio", None)]
+    report.plot_bars(results, panels, "Time relative to OpenCV SIFT", path)
