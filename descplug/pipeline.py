@@ -142,7 +142,7 @@ def extract(image_dir, out, model=None, detector: str = "sift", max_keypoints: i
     """Write hloc features of the images of `image_dir` to `out` (see descplug.io.h5)."""
     image_dir = Path(image_dir)
     if keypoints_from is not None:
-        names = feature_names(keypoints_from)
+        names = feature_names(keypoints_from, required=("keypoints",))
         if image_list is not None:
             wanted = set(list_images(image_dir, image_list))
             names = [n for n in names if n in wanted]

@@ -78,10 +78,10 @@ def _complete_groups(fd: h5py.File, required) -> list[str]:
     return names
 
 
-def feature_names(path) -> list[str]:
-    """Names of the images with a complete group in a feature file (sorted)."""
+def feature_names(path, required=FEATURE_KEYS) -> list[str]:
+    """Names of the images whose group in a feature file holds the `required` datasets (sorted)."""
     with open_h5(path) as fd:
-        return sorted(_complete_groups(fd, FEATURE_KEYS))
+        return sorted(_complete_groups(fd, required))
 
 
 def match_keys(path) -> set[str]:
