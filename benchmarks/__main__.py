@@ -21,13 +21,13 @@ TASKS = {
 }
 
 
-def common_arguments(parser):
+def common_arguments(parser, baselines="sift,rootsift"):
     parser.add_argument("--model", action="append", default=None, metavar="NAME_OR_PATH",
                         help="a shipped model name or a checkpoint path (repeatable; default: every "
                              "shipped model in weights/)")
-    parser.add_argument("--baselines", default="sift,rootsift",
-                        help="comma-separated baselines and/or checkpoint paths described before the "
-                             "models (default: sift,rootsift; '' for none)")
+    parser.add_argument("--baselines", default=baselines,
+                        help=f"comma-separated baselines and/or checkpoint paths described before the "
+                             f"models (default: {baselines}; '' for none)")
     parser.add_argument("--device", default="auto", help="torch device of the models (default: auto)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", help="write the results document here")
@@ -43,7 +43,7 @@ def build_parser():
     for name, module in TASKS.items():
         sub = tasks.add_parser(name, help=module.__doc__.splitlines()[0])
         module.add_arguments(sub)
-        common_arguments(sub)
+        common_arguments(sub, getattr(module, "DEFAULT_BASELINES", "sift,rootsift"))
     make = tasks.add_parser("make-hpatches-patches", help=hpatches_patches.make_patches.__doc__.splitlines()[0])
     hpatches_patches.add_make_arguments(make)
     return parser

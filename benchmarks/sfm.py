@@ -28,6 +28,7 @@ ROTATION_THRESHOLDS = (1, 3, 5)  # degrees
 POSITION_THRESHOLDS = (1, 3, 5)  # percent of the scene extent
 INLIER_FRACTION = 0.05
 PIPELINE_SIFT = "rootsift"  # descplug.pipeline's "sift" baseline describes with RootSIFT
+DEFAULT_BASELINES = PIPELINE_SIFT
 
 
 def umeyama(source, target):
@@ -166,7 +167,6 @@ def add_arguments(parser):
     parser.add_argument("--scenes", nargs="+", help="only these scenes (names relative to --root)")
     parser.add_argument("--work", required=True, help="folder for the features, matches and models")
     parser.add_argument("--max-keypoints", type=int, default=4096, help="SIFT keypoints per image (default: 4096)")
-    parser.set_defaults(baselines=PIPELINE_SIFT)
 
 
 def run(args, specs):
