@@ -24,9 +24,9 @@ class ColmapError(ValueError):
 
 @contextlib.contextmanager
 def log_level(verbose: bool):
-    """COLMAP's own log (glog, on stderr) at INFO when verbose, else warnings and errors only."""
+    """COLMAP's own log (glog, on stderr) from INFO up when verbose, else errors only."""
     previous = pycolmap.logging.minloglevel
-    pycolmap.logging.minloglevel = 0 if verbose else 1
+    pycolmap.logging.minloglevel = 0 if verbose else 2
     try:
         yield
     finally:
@@ -99,7 +99,8 @@ def verify_matches(db_path, pairs_path, max_error: float = 4.0, min_inliers: int
     except (RuntimeError, ValueError) as error:
         raise ColmapError(f"geometric verification of {pairs_path} failed: {error}") from None
     with _database(db_path) as db:
-        return db.num_verified_image_pairs()
+        _, inliers = db.read_two_view_geometry_num_inliers()
+    return sum(n > 0 for n in inliers)
 
 
 def _mapper_options(num_threads: int, seed: int) -> pycolmap.IncrementalPipelineOptions:

@@ -241,7 +241,10 @@ def match(features, pairs_path, out, mutual: bool = True, ratio: float | None = 
 
         for a, b in tqdm(todo, desc="match", unit="pair", disable=None):
             d0, d1 = descriptors(a), descriptors(b)
-            matches0, scores0 = match_descriptors(d0, d1, mutual=mutual, ratio=ratio, max_distance=max_distance, device=device)
+            try:
+                matches0, scores0 = match_descriptors(d0, d1, mutual=mutual, ratio=ratio, max_distance=max_distance, device=device)
+            except ValueError as error:
+                raise PipelineError(f"{features}: cannot match {a} with {b}: {error}") from None
             writer.add(pair_key(a, b), match_datasets(matches0, scores0, len(d1)))
             report.done += 1
     return report

@@ -84,12 +84,6 @@ def feature_names(path, required=FEATURE_KEYS) -> list[str]:
         return sorted(_complete_groups(fd, required))
 
 
-def match_keys(path) -> set[str]:
-    """Pair keys with a complete group in a match file."""
-    with open_h5(path) as fd:
-        return set(_complete_groups(fd, MATCH_KEYS))
-
-
 def read_features(fd: h5py.File, name: str) -> dict[str, np.ndarray]:
     """Every dataset of an image's group, plus 'uncertainty'."""
     if name not in fd:
