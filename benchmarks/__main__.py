@@ -24,7 +24,7 @@ TASKS = {
 def common_arguments(parser, baselines="sift,rootsift"):
     parser.add_argument("--model", action="append", default=None, metavar="NAME_OR_PATH",
                         help="a shipped model name or a checkpoint path (repeatable; default: every "
-                             "shipped model in weights/)")
+                             "shipped model in weights/; --model '' for none)")
     parser.add_argument("--baselines", default=baselines,
                         help=f"comma-separated baselines and/or checkpoint paths described before the "
                              f"models (default: {baselines}; '' for none)")

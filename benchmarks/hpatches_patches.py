@@ -6,7 +6,7 @@ reference implementations do, descriptors are compared by L2 distance, and
 
 - verification: positive pairs (same patch index, two different images among ref, 1..4 of a level),
   intra-sequence negatives (another index of the same sequence) and inter-sequence negatives
-  (a random patch of a random sequence); AP on the imbalanced set (all negatives + the first 20%
+  (a random patch of another sequence; the official lists may, rarely, draw the same one); AP on the imbalanced set (all negatives + the first 20%
   of the positives), averaged over intra and inter; also the balanced ROC AUC;
 - matching: every patch of ref against the patches of image k (nearest neighbour); AP of the
   correct-nearest-neighbour ranking (all patches count as positives); mean over the 5 images and
@@ -109,14 +109,14 @@ def _kind(level, type_id):
 def verification_pairs(counts, n_pairs, rng):
     """Seeded verification lists over sequences with ``counts[s]`` patches: dict of index arrays."""
     counts = np.asarray(counts)
-    if (counts < 2).any():
-        raise ValueError("verification needs at least 2 patches in every sequence")
+    if len(counts) < 2 or (counts < 2).any():
+        raise ValueError("verification needs at least 2 sequences and 2 patches in every sequence")
     s = rng.integers(len(counts), size=n_pairs)
     idx_a = rng.integers(counts[s])
     idx_b = (idx_a + rng.integers(1, counts[s])) % counts[s]
     t1 = rng.integers(5, size=n_pairs)
     t2 = (t1 + rng.integers(1, 5, size=n_pairs)) % 5
-    s_inter = rng.integers(len(counts), size=n_pairs)
+    s_inter = (s + rng.integers(1, len(counts), size=n_pairs)) % len(counts)  # another sequence
     idx_inter = rng.integers(counts[s_inter])
     return {"s": s, "idx_a": idx_a, "idx_b": idx_b, "t1": t1, "t2": t2, "s_inter": s_inter, "idx_inter": idx_inter}
 

@@ -75,10 +75,10 @@ def method_name(spec):
 
 
 def method_specs(baselines, models):
-    """Specs in table order: baselines (comma-separated string or list), then models."""
+    """Specs in table order: baselines (comma-separated string or list), then models (empty ones dropped)."""
     if isinstance(baselines, str):
         baselines = [b.strip() for b in baselines.split(",") if b.strip()]
-    return list(baselines) + list(models)
+    return list(baselines) + [m for m in models if m]
 
 
 def load_methods(specs, device="auto"):

@@ -5,7 +5,8 @@ method; every other method describes the same keypoints via ``keypoints_from``),
 mutual nearest-neighbour matches, COLMAP geometric verification and incremental mapping (pycolmap).
 The largest model is aligned to the ground-truth camera centres with a similarity transform
 (Umeyama, made robust by trying every triplet of registered cameras and refitting on the inliers
-of the best one: centres within 5% of the scene extent). Reported: registered images, 3D points,
+of the best one: centres within 5% of the scene extent), and the rotations by their chordal mean
+over those inliers. Reported: registered images, 3D points,
 mean track length, mean reprojection error (px), and per image the rotation error (degrees) and the
 camera-position error relative to the scene extent (median distance of the ground-truth centres
 to their centroid): medians, and AUC (%) at 1/3/5 degrees and 1/3/5 % of the extent. An
@@ -45,16 +46,22 @@ def umeyama(source, target):
 
 
 def robust_similarity(source, target, threshold):
-    """Umeyama refitted on the inliers of the best triplet fit; None with fewer than 3 points."""
-    if len(source) < 3:
-        return None
+    """Umeyama refitted on the inliers of the best triplet fit: (s, R, t, inlier mask); N >= 3."""
     best = None
     for triplet in combinations(range(len(source)), 3):
         s, R, t = umeyama(source[list(triplet)], target[list(triplet)])
         inliers = np.linalg.norm(s * source @ R.T + t - target, axis=1) < threshold
         if best is None or inliers.sum() > best.sum():
             best = inliers
-    return umeyama(source[best], target[best]) if best.sum() >= 3 else umeyama(source, target)
+    if best.sum() < 3:
+        best = np.ones(len(source), bool)
+    return (*umeyama(source[best], target[best]), best)
+
+
+def rotation_alignment(estimated, truth):
+    """Rotation A minimising sum |R_est A - R_gt|^2 (chordal mean): world rotations of two frames."""
+    U, _, Vt = np.linalg.svd(sum(e.T @ g for e, g in zip(estimated, truth)))
+    return U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
 
 
 def centre(R, t):
@@ -62,7 +69,9 @@ def centre(R, t):
 
 
 def camera_errors(poses, cameras):
-    """Rotation (degrees) and relative position errors of every ground-truth image (inf if missing)."""
+    """Rotation (degrees) and relative position errors of every ground-truth image (inf if missing).
+
+    Centres are aligned by the robust similarity; rotations by the chordal mean over its inliers."""
     names = sorted(cameras)
     gt_centres = np.array([centre(cameras[n].R, cameras[n].t) for n in names])
     extent = float(np.median(np.linalg.norm(gt_centres - gt_centres.mean(0), axis=1)))
@@ -72,10 +81,11 @@ def camera_errors(poses, cameras):
     if len(registered) >= 3:
         source = np.array([centre(*poses[n]) for n in registered])
         target = np.array([centre(cameras[n].R, cameras[n].t) for n in registered])
-        s, R_s, t_s = robust_similarity(source, target, INLIER_FRACTION * extent)
+        s, R_s, t_s, inliers = robust_similarity(source, target, INLIER_FRACTION * extent)
+        A = rotation_alignment([poses[n][0] for n in np.array(registered)[inliers]],
+                               [cameras[n].R for n in np.array(registered)[inliers]])
         for n, c_model, c_gt in zip(registered, source, target):
-            R_aligned = poses[n][0] @ R_s.T  # world-to-camera in the ground-truth frame
-            cos = (np.trace(R_aligned.T @ cameras[n].R) - 1) / 2
+            cos = (np.trace((poses[n][0] @ A).T @ cameras[n].R) - 1) / 2
             rotation[n] = float(np.degrees(np.arccos(np.clip(cos, -1, 1))))
             position[n] = 100 * float(np.linalg.norm(s * R_s @ c_model + t_s - c_gt)) / extent
     return list(rotation.values()), list(position.values())

@@ -1,0 +1,97 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from benchmarks import datasets, pose
+from benchmarks.__main__ import main
+from benchmarks.methods import load_methods
+
+
+def synthetic_views(n=200, seed=0):
+    """Exact projections of random 3D points into two cameras; returns points, K0, K1, R, t."""
+    rng = np.random.default_rng(seed)
+    X = rng.uniform([-2, -2, 4], [2, 2, 8], (n, 3))
+    K0 = np.array([[600.0, 0, 320], [0, 600, 240], [0, 0, 1]])
+    K1 = np.array([[700.0, 0, 330], [0, 690, 250], [0, 0, 1]])
+    R = cv2.Rodrigues(np.array([0.05, -0.2, 0.03]))[0]
+    t = np.array([1.0, 0.1, -0.2])
+
+    def project(K, points):
+        p = points @ K.T
+        return p[:, :2] / p[:, 2:]
+
+    return project(K0, X), project(K1, X @ R.T + t), K0, K1, R, t
+
+
+def test_auc_of_the_exact_pose_is_100_and_known_values():
+    assert pose.pose_auc([0.0] * 10) == [1.0, 1.0, 1.0]
+    assert pose.pose_auc([np.inf] * 3) == [0.0, 0.0, 0.0]
+    # one pair at 2.5 degrees: recall rises linearly from 0 to 1 over [0, 2.5], then stays at 1
+    assert pose.pose_auc([2.5], [5]) == [pytest.approx(0.75)]
+    assert pose.pose_auc([2.5, np.inf], [5]) == [pytest.approx(0.375)]
+    exact = [{"error": 0.0, "matches": 10, "failed": False}] * 4
+    assert pose.summarise(exact)["auc"] == {"5": 100.0, "10": 100.0, "20": 100.0}
+
+
+def test_pose_error_is_up_to_the_sign_of_t():
+    R = cv2.Rodrigues(np.array([0.0, 0.1, 0.0]))[0]
+    t = np.array([1.0, 0, 0])
+    assert pose.pose_error(R, -t, R, t) == pytest.approx(0.0, abs=1e-6)
+    assert pose.pose_error(np.eye(3), t, R, t) == pytest.approx(np.degrees(0.1))
+
+
+@pytest.mark.parametrize("estimator", sorted(pose.ESTIMATORS))
+def test_estimators_recover_an_exact_pose(estimator):
+    points0, points1, K0, K1, R, t = synthetic_views()
+    R_est, t_est = pose.ESTIMATORS[estimator](points0, points1, K0, K1)
+    assert pose.pose_error(R_est, t_est, R, t) < 0.1
+    assert pose.ESTIMATORS[estimator](points0[:4], points1[:4], K0, K1) is None
+
+
+def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
+    root, _ = rendered_scene
+    scene = datasets.read_pose_scenes(root)[0]
+    pairs = scene.pairs(max_gap=1)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    failing = datasets.PosePair("x", "y", broken, pairs[0].image1, pairs[0].K0, pairs[0].K1, pairs[0].R, pairs[0].t)
+    results = pose.evaluate([("room", pairs), ("bad", [failing])], load_methods(["sift"]), max_keypoints=1000,
+                            progress=False)
+    room, bad = results["sift"]["room"], results["sift"]["bad"]
+    assert room["pairs"] == 5 and room["failed"] == 0 and room["auc"]["5"] > 70
+    assert bad == {"auc": {"5": 0.0, "10": 0.0, "20": 0.0}, "pairs": 1, "matches": 0.0, "median_error": np.inf,
+                   "failed": 1}
+    assert results["sift"]["all"]["pairs"] == 6
+    assert "FAILED image" in capsys.readouterr().err
+
+
+def test_command_line_on_a_pairs_with_gt_file(rendered_scene, tmp_path):
+    root, truth = rendered_scene
+    from descplug import demo
+
+    K = demo.intrinsics().ravel()
+    lines = []
+    for a, b in [("view_00.png", "view_01.png"), ("view_02.png", "view_03.png")]:
+        (Ra, ta), (Rb, tb) = truth[a], truth[b]
+        T = np.eye(4)
+        T[:3, :3], T[:3, 3] = Rb @ Ra.T, tb - Rb @ Ra.T @ ta
+        lines.append(" ".join([a, b, "0", "0", *(f"{v:.17g}" for v in [*K, *K, *T.ravel()])]))
+    pairs_file = tmp_path / "room_pairs_with_gt.txt"
+    pairs_file.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "pose.json"
+    assert main(["pose", "--root", str(pairs_file), "--image-dir", str(root / "images"), "--baselines", "rootsift",
+                 "--model", "", "--ratio", "0.9", "--max-keypoints", "800", "--json", str(out), "--no-progress"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["data"]["scenes"] == {"room_pairs_with_gt": 2}
+    assert doc["results"]["rootsift"]["all"]["pairs"] == 2
+    assert doc["results"]["rootsift"]["all"]["auc"]["10"] > 50
+
+
+@pytest.mark.shared
+def test_real_pairs(shared_root):
+    scenes = datasets.read_pose_scenes(shared_root / "data" / "pose", ["strecha/fountain-P11"])
+    pairs = scenes[0].pairs(max_gap=1)[:3]
+    results = pose.evaluate([("fountain", pairs)], load_methods(["sift"]), max_keypoints=2000, progress=False)
+    assert results["sift"]["all"]["failed"] == 0 and results["sift"]["all"]["auc"]["10"] > 50
