@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
 
         with tempfile.TemporaryDirectory(prefix="descplug-demo-") as tmp:
             results = run(args.out or tmp, args.model, args.views, args.device)
-        return 0 if all(r.get("registered") == r.get("views") for r in results.values()) else 1
+        return 0 if all("error" not in r and r["registered"] == r["views"] for r in results.values()) else 1
 
     p.set_defaults(func=cmd_demo)
     # -- end of pipeline commands -----------------------------------------------------------------

@@ -89,10 +89,11 @@ def write_matches(db_path, image_ids: dict[str, int], matches, verified: bool = 
                 db.write_two_view_geometry(id0, id1, geometry)
 
 
-def verify_matches(db_path, pairs_path, max_error: float = 4.0, min_inliers: int = 15) -> int:
+def verify_matches(db_path, pairs_path, max_error: float = 4.0, min_inliers: int = 15, seed: int = 0) -> int:
     """Geometric verification of the listed pairs; returns the number of verified pairs."""
     options = pycolmap.TwoViewGeometryOptions()
     options.ransac.max_error = max_error
+    options.ransac.random_seed = seed
     options.min_num_inliers = min_inliers
     try:
         pycolmap.verify_matches(Path(db_path), Path(pairs_path), options)

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from . import colmap, pipeline
+from .io.h5 import open_h5
 
 WIDTH, HEIGHT, FOCAL = 640, 480, 700.0
 NUM_VIEWS = 8
@@ -143,8 +144,11 @@ def run_method(image_dir, out_dir, model, truth: dict, **sfm_options) -> dict:
     start = time.perf_counter()
     reports, stats = pipeline.sfm(image_dir, out_dir, model=model, **sfm_options)
     errors = pose_errors(colmap.camera_poses(stats["model"]), truth)
+    with open_h5(Path(out_dir) / "features.h5") as fd:
+        model_name = str(fd.attrs["model"])
     rotation, centre = list(errors["rotation_deg"].values()), list(errors["centre"].values())
     return {
+        "model": model_name,
         "registered": stats["registered_images"],
         "views": len(truth),
         "points3D": stats["points3D"],
@@ -164,7 +168,7 @@ def run(out_dir, model=None, num_views: int = NUM_VIEWS, device: str = "auto") -
     truth = write_scene(out_dir / "images", num_views)
     print(f"scene: {num_views} views of {WIDTH}x{HEIGHT}, f = {FOCAL:g} px, in {out_dir / 'images'}")
     results = {}
-    for label, method in (("descplug", model), ("sift", pipeline.SIFT_BASELINE)):
+    for label, method in (("descplug", model), ("baseline", pipeline.SIFT_BASELINE)):
         try:
             row = run_method(out_dir / "images", out_dir / label, method, truth, device=device)
         except ValueError as error:  # e.g. no default model shipped yet (ColmapError is a ValueError)
@@ -172,7 +176,7 @@ def run(out_dir, model=None, num_views: int = NUM_VIEWS, device: str = "auto") -
             results[label] = {"error": str(error)}
             continue
         results[label] = row
-        print(f"{label:>9}: registered {row['registered']}/{row['views']}, {row['points3D']} points, "
+        print(f"{label} ({row['model']}): registered {row['registered']}/{row['views']}, {row['points3D']} points, "
               f"reprojection {row['reprojection_px']:.2f} px, rotation error median {row['rotation_median_deg']:.3f} "
               f"max {row['rotation_max_deg']:.3f} deg, centre error max {100 * row['centre_max']:.2f}% of the "
               f"camera extent, {row['seconds']:.1f} s")
