@@ -365,6 +365,82 @@ def warp_pairs(images: Sequence[str], warps_per_image: int = 10, keypoints_per_i
                    np.concatenate(out["images"]), names)
 
 
+# --------------------------------------------------------------------------- SfM tracks
+
+def read_colmap_tracks(text_dir: str | Path) -> tuple[dict[int, str], list[list[tuple[int, int]]]]:
+    """Image names and tracks of a COLMAP text model (``images.txt``, ``points3D.txt``):
+    ``({image_id: name}, [[(image_id, point2D_idx), ...] per 3D point])``."""
+    text_dir = Path(text_dir)
+    names = {}
+    lines = [line for line in (text_dir / "images.txt").read_text().splitlines() if not line.startswith("#")]
+    for line in lines[::2]:  # two lines per image: pose and name, then its (maybe empty) 2D points
+        fields = line.split()
+        names[int(fields[0])] = " ".join(fields[9:])
+    tracks = []
+    for line in (text_dir / "points3D.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            track = [int(v) for v in line.split()[8:]]
+            tracks.append(list(zip(track[0::2], track[1::2])))
+    return names, tracks
+
+
+def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 4096, detector: str = "sift",
+              magnification: float | None = None, min_views: int = 2, seed: int = 0) -> PairSet:
+    """Patches of the same 3D point in different views, as UBC PhotoTour was made.
+
+    ``image_dir`` is reconstructed with COLMAP through :func:`descplug.pipeline.sfm` (OpenCV
+    RootSIFT features, so no learned descriptor biases the tracks) into ``work_dir``, reused when
+    its model exists. Each 3D point seen in k >= ``min_views`` images gives k-1 pairs (its views in
+    a random order, consecutive ones paired), cut with the core extractor at each view's own
+    keypoint position, scale and orientation. The track of a pair is its 3D point.
+    """
+    from descplug import pipeline
+    from descplug.detectors import magnification_for
+    from descplug.images import load_image
+    from descplug.io.h5 import open_h5, read_features
+    from descplug.patches import extract_patches
+
+    image_dir, work_dir = Path(image_dir), Path(work_dir)
+    text_dir = work_dir / "sfm" / "text"
+    if not (text_dir / "points3D.txt").is_file():
+        pipeline.sfm(image_dir, work_dir, model=pipeline.SIFT_BASELINE, detector=detector,
+                     max_keypoints=max_keypoints, device="cpu")
+    names, tracks = read_colmap_tracks(text_dir)
+    magnification = magnification or magnification_for(detector)
+    rng = np.random.default_rng(seed)
+    views = []  # (track, image_id, point2D_idx) of every pair member, anchors then positives
+    for track_id, track in enumerate(tracks):
+        if len({image for image, _ in track}) < min_views:
+            continue
+        order = [track[i] for i in rng.permutation(len(track))]
+        for first, second in zip(order[:-1], order[1:]):
+            views.append((track_id, *first, *second))
+    if not views:
+        raise ValueError(f"{work_dir}: the COLMAP model has no 3D point seen in {min_views} images")
+    views = np.array(views, np.int64)
+    image_ids = sorted(names)
+    patches = np.zeros((len(views), 2, PATCH_SIZE, PATCH_SIZE), np.uint8)
+    keypoints = np.zeros((len(views), 2, 4), np.float32)
+    with open_h5(work_dir / "features.h5") as fd:
+        for image_id in image_ids:
+            feats = read_features(fd, names[image_id])
+            kps = np.c_[feats["keypoints"], feats["scales"], feats["oris"]].astype(np.float32)
+            gray = None
+            for side in (0, 1):
+                rows = np.flatnonzero(views[:, 1 + 2 * side] == image_id)
+                if len(rows) == 0:
+                    continue
+                if gray is None:
+                    gray = load_image(image_dir / names[image_id])
+                chosen = kps[views[rows, 2 + 2 * side]]
+                patches[rows, side] = _to_uint8(extract_patches(gray, chosen, magnification))
+                keypoints[rows, side] = chosen
+    index = {image_id: i for i, image_id in enumerate(image_ids)}
+    images = np.vectorize(index.get)(views[:, [1, 3]]).astype(np.int32)
+    return PairSet(patches[:, 0].copy(), patches[:, 1].copy(), views[:, 0], keypoints, images,
+                   [str(image_dir / names[i]) for i in image_ids])
+
+
 # --------------------------------------------------------------------------- patch datasets
 
 def _resize_patches(patches: np.ndarray) -> np.ndarray:

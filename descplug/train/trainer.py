@@ -22,7 +22,7 @@ import yaml
 
 from . import losses
 from .card import count_macs, count_parameters, hardware, write_card
-from .data import PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour, warp_pairs
+from .data import PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour, sfm_pairs, warp_pairs
 from .teachers import Teacher, cached_outputs
 
 DEFAULTS = {
@@ -48,7 +48,7 @@ DEFAULTS = {
     "output": None,
     "recipe": None,
 }
-SOURCES = ("warp", "phototour", "hpatches")
+SOURCES = ("warp", "sfm", "phototour", "hpatches")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -84,6 +84,8 @@ def build_source(source: dict) -> PairSet:
     if kind == "warp":
         cfg = WarpConfig(**args.pop("warp", {}))
         return warp_pairs(cfg=cfg, progress=True, **args)
+    if kind == "sfm":
+        return sfm_pairs(**args)
     if kind == "phototour":
         return read_phototour(**args)
     if kind == "hpatches":
@@ -91,20 +93,23 @@ def build_source(source: dict) -> PairSet:
     raise ValueError(f"unknown data source kind {kind!r}; use one of {SOURCES}")
 
 
-def load_pairs(data: dict) -> PairSet:
-    """The PairSet of the configured sources, cached under ``cache_dir`` by the sources' digest."""
-    if not data["sources"]:
-        raise ValueError("config: data.sources is empty")
+def load_sources(data: dict) -> list[PairSet]:
+    """One PairSet per configured source, each cached under ``cache_dir`` by its config's digest."""
     from descplug.detectors import MAGNIFICATION
 
-    # the patches depend on the detectors' magnifications too
-    key = hashlib.sha1(json.dumps([data["sources"], MAGNIFICATION], sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(data["cache_dir"]) / f"pairs-{key}.npz"
-    if path.is_file():
-        return PairSet.load(path)
-    pairs = PairSet.concat([build_source(s) for s in data["sources"]])
-    pairs.save(path)
-    return pairs
+    if not data["sources"]:
+        raise ValueError("config: data.sources is empty")
+    out = []
+    for source in data["sources"]:
+        # the patches depend on the detectors' magnifications too
+        key = hashlib.sha1(json.dumps([source, MAGNIFICATION], sort_keys=True).encode()).hexdigest()[:16]
+        path = Path(data["cache_dir"]) / f"pairs-{source.get('kind')}-{key}.npz"
+        if path.is_file():
+            out.append(PairSet.load(path))
+        else:
+            out.append(build_source(source))
+            out[-1].save(path)
+    return out
 
 
 def used_teachers(loss: dict) -> list[str]:
@@ -118,15 +123,18 @@ def used_teachers(loss: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def teacher_outputs(config: dict, pairs: PairSet, device) -> dict[str, torch.Tensor]:
-    """name -> (2N, D) cached teacher outputs (anchors then positives) for the used teachers."""
+def teacher_outputs(config: dict, sources: list[PairSet], device) -> dict[str, torch.Tensor]:
+    """name -> (2N, D) outputs of the used teachers for ``PairSet.concat(sources)``: anchors, then
+    positives. Cached per source."""
     out = {}
     for name in used_teachers(config["loss"]):
         if name not in config["teachers"]:
             raise ValueError(f"config: loss refers to teacher {name!r}, not defined under 'teachers' "
                              f"({sorted(config['teachers'])})")
         teacher = Teacher(config["teachers"][name], device=device)
-        out[name] = cached_outputs(teacher, pairs.patches(), pairs.digest(), config["data"]["cache_dir"])
+        parts = [cached_outputs(teacher, s.patches(), s.digest(), config["data"]["cache_dir"]) for s in sources]
+        out[name] = torch.cat([p[:len(s)] for p, s in zip(parts, sources)] +
+                              [p[len(s):] for p, s in zip(parts, sources)])
     return out
 
 
@@ -224,8 +232,9 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    pairs = load_pairs(config["data"])
-    teachers = teacher_outputs(config, pairs, device)
+    sources = load_sources(config["data"])
+    pairs = PairSet.concat(sources)
+    teachers = teacher_outputs(config, sources, device)
     train_pairs, val = pairs.split(config["data"]["val_fraction"], config["seed"])
     val = val.subset(np.arange(min(len(val), config["data"]["max_val"])))
     train_rows = np.flatnonzero(~np.isin(pairs.tracks, val.tracks))

@@ -143,3 +143,43 @@ def test_read_hpatches_release(tmp_path):
     (tmp_path / "v_a" / "e1.png").write_bytes(b"")
     with pytest.raises(FileNotFoundError):
         data.read_hpatches(tmp_path, sequences=["v_a"])
+
+
+def write_colmap_fixture(work, image_dir, texture):
+    """A COLMAP text model + hloc features.h5 as descplug.pipeline.sfm leaves them: two images, two
+    3D points (one seen in both images, one in a single image), an image without points."""
+    import h5py
+
+    for name in ("a.png", "b.png", "c.png"):
+        cv2.imwrite(str(image_dir / name), texture)
+    text = work / "sfm" / "text"
+    text.mkdir(parents=True)
+    (text / "images.txt").write_text(
+        "# Image list with two lines of data per image:\n"
+        "1 1 0 0 0 0 0 0 1 a.png\n10.5 20.5 7 30.5 40.5 -1\n"
+        "3 1 0 0 0 0 0 0 1 c.png\n\n"
+        "2 1 0 0 0 0 0 0 1 b.png\n11.5 21.5 7\n")
+    (text / "points3D.txt").write_text("# 3D point list\n7 0 0 1 255 255 255 0.5 1 0 2 0\n8 0 0 1 0 0 0 0.1 1 1\n")
+    with h5py.File(work / "features.h5", "w") as fd:
+        for name, kps in (("a.png", [[100, 80], [150, 120]]), ("b.png", [[102, 81]]), ("c.png", [[5, 5]])):
+            g = fd.create_group(name)
+            g["keypoints"] = np.array(kps, np.float32)
+            g["scales"] = np.full(len(kps), 12, np.float32)
+            g["oris"] = np.full(len(kps), 45, np.float32)
+            g["scores"] = np.ones(len(kps), np.float32)
+            g["image_size"] = np.array([320, 240])
+            g["descriptors"] = np.zeros((128, len(kps)), np.float32)
+
+
+def test_sfm_pairs_from_a_colmap_model(tmp_path, texture):
+    work, image_dir = tmp_path / "work", tmp_path / "images"
+    image_dir.mkdir()
+    write_colmap_fixture(work, image_dir, texture)
+    names, tracks = data.read_colmap_tracks(work / "sfm" / "text")
+    assert names == {1: "a.png", 3: "c.png", 2: "b.png"}
+    assert tracks == [[(1, 0), (2, 0)], [(1, 1)]]
+    pairs = data.sfm_pairs(image_dir, work)  # the model exists: no reconstruction
+    assert len(pairs) == 1 and pairs.tracks.tolist() == [0]
+    kps = sorted(pairs.keypoints[0, :, :2].tolist())
+    assert kps == [[100, 80], [102, 81]]
+    assert np.abs(pairs.anchors.astype(int) - pairs.positives.astype(int)).mean() < 40
