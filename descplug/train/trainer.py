@@ -189,6 +189,23 @@ class Objective:
         return total, {k: float(v.detach()) for k, (_, v) in terms.items()}
 
 
+def split_rows(pairs: PairSet, teachers: dict[str, torch.Tensor], val_fraction: float, max_val: int, seed: int):
+    """(train pairs, validation pairs (at most max_val), teacher outputs re-indexed to the training
+    pairs, each teacher's validation figure). The split is by track."""
+    _, val = pairs.split(val_fraction, seed)
+    is_val = np.isin(pairs.tracks, val.tracks)
+    train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)[:max_val]
+    n = len(pairs)
+    reference = {name: top1(out[val_rows], out[n + val_rows]) for name, out in teachers.items()}
+    train_teachers = {name: torch.cat([out[:n][train_rows], out[n:][train_rows]]) for name, out in teachers.items()}
+    return pairs.subset(train_rows), pairs.subset(val_rows), train_teachers, reference
+
+
+def top1(anchors: torch.Tensor, positives: torch.Tensor) -> float:
+    """Fraction of anchors whose nearest positive (cosine) is their own."""
+    return float(((anchors @ positives.t()).argmax(dim=1).cpu() == torch.arange(len(anchors))).float().mean())
+
+
 @torch.no_grad()
 def validate(model, val: PairSet, device) -> float:
     """Top-1 accuracy of anchor -> positive nearest neighbour among the validation positives."""
@@ -198,7 +215,7 @@ def validate(model, val: PairSet, device) -> float:
     a = torch.cat([model(x.to(device)) for x in batch.anchors.split(1024)])
     p = torch.cat([model(x.to(device)) for x in batch.positives.split(1024)])
     model.train(was_training)
-    return float(((a @ p.t()).argmax(dim=1).cpu() == torch.arange(len(val))).float().mean())
+    return top1(a, p)
 
 
 # --------------------------------------------------------------------------- the run
@@ -235,11 +252,8 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     sources = load_sources(config["data"])
     pairs = PairSet.concat(sources)
     teachers = teacher_outputs(config, sources, device)
-    train_pairs, val = pairs.split(config["data"]["val_fraction"], config["seed"])
-    val = val.subset(np.arange(min(len(val), config["data"]["max_val"])))
-    train_rows = np.flatnonzero(~np.isin(pairs.tracks, val.tracks))
-    # teacher outputs are indexed by the rows of the training subset: re-index them
-    teachers = {k: torch.cat([v[:len(pairs)][train_rows], v[len(pairs):][train_rows]]) for k, v in teachers.items()}
+    train_pairs, val, teachers, reference = split_rows(pairs, teachers, config["data"]["val_fraction"],
+                                                        config["data"]["max_val"], config["seed"])
     objective = Objective(config["loss"], teachers, len(train_pairs))
 
     model = build_model(config["model"]).to(device).train()
@@ -266,6 +280,8 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
 
         bar = tqdm(total=optim_cfg["steps"], initial=step, desc=config["name"], unit="step")
     log = open(run_dir / "log.jsonl", "a")
+    if reference and not resume:
+        log.write(json.dumps({"step": 0, "teacher_val": reference}) + "\n")
     resumed_at = time.time()
     end = optim_cfg["steps"] if stop_at is None else min(stop_at, optim_cfg["steps"])
     while step < end:
@@ -297,11 +313,11 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     elapsed += time.time() - resumed_at
     if not config["output"] or step < optim_cfg["steps"]:
         return None
-    return save_trained(model.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val))
+    return save_trained(model.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val), reference)
 
 
 def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: float, val_acc: float,
-                 n_val: int) -> Path:
+                 n_val: int, reference: dict[str, float]) -> Path:
     from descplug.models.zoo import save_checkpoint
 
     loss_cfg = config["loss"]
@@ -323,7 +339,8 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "total_time_s": round(total_s, 1),
         "hardware": hardware(),
         "recipe": config["recipe"],
-        "validation": f"top-1 anchor->positive accuracy {val_acc:.3f} on {n_val} held-out pairs",
+        "validation": f"top-1 anchor->positive accuracy {val_acc:.3f} on {n_val} held-out pairs"
+                      + "".join(f"; teacher {k}: {v:.3f}" for k, v in reference.items()),
         "seed": config["seed"],
     }
     path = save_checkpoint(model.cpu(), config["output"], meta={"card": card, "config": config})

@@ -70,3 +70,24 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
                                    "data": yaml.safe_load(tiny_config.read_text())["data"]}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
     assert "teacher 'nobody'" in capsys.readouterr().err
+
+
+def test_teacher_outputs_stay_aligned_with_training_pairs():
+    """After the validation split (truncated to max_val), row i of the teacher outputs is still the
+    teacher's description of training pair i."""
+    import numpy as np
+
+    from descplug.train.data import PairSet
+    from descplug.train.trainer import split_rows
+
+    rng = np.random.default_rng(0)
+    n = 60
+    anchors = rng.integers(0, 255, (n, 32, 32), dtype=np.uint8)
+    pairs = PairSet(anchors, 255 - anchors, np.arange(n) % 30, np.zeros((n, 2, 4), np.float32),
+                    np.zeros((n, 2), np.int32))
+    both = pairs.patches().flatten(1)[:, :8]  # a "teacher" that copies 8 pixels
+    train_pairs, val, teachers, reference = split_rows(pairs, {"copy": both}, 0.3, max_val=5, seed=0)
+    assert len(val) == 5 and len(train_pairs) == n - 2 * 9  # 9 of 30 tracks held out, 2 pairs each
+    expected = train_pairs.patches().flatten(1)[:, :8]
+    assert torch.equal(teachers["copy"], expected)
+    assert set(reference) == {"copy"}
