@@ -135,8 +135,11 @@ def retrieval_lists(ref_std, n_queries, n_distractors, rng):
     distractors = draw(10 * n_distractors)
     taken = {tuple(q) for q in queries}
     distractors = np.array([d for d in distractors if tuple(d) not in taken], np.int64).reshape(-1, 2)
-    if len(queries) == 0 or len(distractors) == 0:
+    if len(queries) == 0:
         raise ValueError("retrieval needs textured ref patches (std > 10) in the sequences")
+    if len(distractors) == 0:
+        raise ValueError(f"the {len(queries)} retrieval queries took every textured ref patch: "
+                         "lower --queries to leave distractors")
     return queries, distractors[:n_distractors]
 
 

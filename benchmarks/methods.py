@@ -14,9 +14,13 @@ import numpy as np
 import torch
 
 from descplug import DescDis
+from descplug.detectors import detect
 from descplug.handcrafted import rootsift, sift_compute
+from descplug.images import load_image
 from descplug.models import shipped_models
 from descplug.models.zoo import resolve
+
+from . import report
 
 BASELINES = ("sift", "rootsift")
 # The official HPatches SIFT baseline describes a P x P patch at a centre keypoint of size P / 5.303.
@@ -92,3 +96,23 @@ def load_methods(specs, device="auto"):
     if not methods:
         raise ValueError("no method to evaluate: give --baselines and/or --model")
     return methods
+
+
+def detect_and_describe(path, methods, detector="sift", max_keypoints=None):
+    """Load and detect once, describe with every method: (image shape, (N, 2) points, {name: descriptors}).
+
+    A failed image is reported and gives None; a method that fails on it is reported and left out."""
+    try:
+        image = load_image(path)
+        keypoints = detect(image, detector, max_keypoints)
+    except Exception as error:
+        report.failure(f"image {path}", error)
+        return None
+    descriptors = {}
+    for method in methods:
+        try:
+            descriptors[method.name] = method.describe(image, keypoints)
+        except Exception as error:
+            report.failure(f"{method.name} on image {path}", error)
+    points = np.array([kp.pt for kp in keypoints], np.float64).reshape(-1, 2)
+    return image.shape, points, descriptors

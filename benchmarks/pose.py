@@ -20,12 +20,10 @@ from tqdm import tqdm
 
 from descplug import colmap
 from descplug.api import resolve_device
-from descplug.detectors import detect
-from descplug.images import load_image
 from descplug.matching import match_descriptors, matches_to_pairs
 
 from . import datasets, report
-from .methods import load_methods
+from .methods import detect_and_describe, load_methods
 
 AUC_THRESHOLDS = (5, 10, 20)
 MIN_MATCHES = 5
@@ -108,27 +106,6 @@ def summarise(records):
 FAILED = {"error": np.inf, "matches": 0, "failed": True}
 
 
-def _describe_images(paths, methods, detector, max_keypoints, label, progress):
-    """{path: (points, {method: descriptors})} for the images; failures are reported, not stored."""
-    features = {}
-    for path in tqdm(paths, desc=f"{label}: features", disable=not progress, leave=False):
-        try:
-            image = load_image(path)
-            keypoints = detect(image, detector, max_keypoints)
-            points = np.array([kp.pt for kp in keypoints], np.float64).reshape(-1, 2)
-        except Exception as error:
-            report.failure(f"image {path}", error)
-            continue
-        descriptors = {}
-        for method in methods:
-            try:
-                descriptors[method.name] = method.describe(image, keypoints)
-            except Exception as error:
-                report.failure(f"{method.name} on image {path}", error)
-        features[path] = (points, descriptors)
-    return features
-
-
 def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
              threshold=1.0, device="cpu", progress=True):
     """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}."""
@@ -136,15 +113,16 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
     records = {m.name: [] for m in methods}  # (group, record)
     for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
         paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
-        features = _describe_images(paths, methods, detector, max_keypoints, group, progress)
+        features = {path: detect_and_describe(path, methods, detector, max_keypoints)
+                    for path in tqdm(paths, desc=f"{group}: features", disable=not progress, leave=False)}
         for pair in tqdm(pairs, desc=f"{group}: pairs", disable=not progress, leave=False):
             for method in methods:
-                try:
-                    points0, desc0 = features[pair.image0][0], features[pair.image0][1][method.name]
-                    points1, desc1 = features[pair.image1][0], features[pair.image1][1][method.name]
-                except KeyError:  # the image failed above (already reported)
-                    records[method.name].append((group, FAILED))
+                f0, f1 = features[pair.image0], features[pair.image1]
+                if f0 is None or f1 is None or method.name not in f0[2] or method.name not in f1[2]:
+                    records[method.name].append((group, FAILED))  # reported when described
                     continue
+                (_, points0, desc0), (_, points1, desc1) = f0, f1
+                desc0, desc1 = desc0[method.name], desc1[method.name]
                 try:
                     matches0, _ = match_descriptors(desc0, desc1, mutual=True, ratio=ratio, device=device)
                     pairs01 = matches_to_pairs(matches0)

@@ -13,7 +13,7 @@ Matching is mutual nearest neighbour (optionally with Lowe's ratio). Per pair of
   estimated and by the ground-truth homography is <= e (fewer than 4 matches or no fit: wrong).
 
 Results are means over pairs, per group (``i`` for ``i_*`` sequences, ``v`` for ``v_*``, ``other``)
-and over all pairs. A failed image or pair is reported and scores 0.
+and over all pairs. A failed image or pair is reported, counted in ``failed`` and scores 0.
 """
 
 import cv2
@@ -21,12 +21,10 @@ import numpy as np
 from tqdm import tqdm
 
 from descplug.api import resolve_device
-from descplug.detectors import detect
-from descplug.images import load_image
 from descplug.matching import match_descriptors, matches_to_pairs
 
 from . import datasets, report
-from .methods import load_methods
+from .methods import detect_and_describe, load_methods
 
 THRESHOLDS = tuple(range(1, 11))
 HOMOGRAPHY_THRESHOLDS = (1, 3, 5)
@@ -85,29 +83,18 @@ def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None
     """results {METHOD: {GROUP: metrics}} over all image pairs (1, k) of the sequences."""
     records = {m.name: [] for m in methods}  # (group, record)
     for seq in tqdm(sequences, desc="sequences", disable=not progress):
-        n_pairs = len(seq.homographies)
-        try:
-            images = [load_image(path) for path in seq.images]
-            keypoints = [detect(image, detector, max_keypoints) for image in images]
-        except Exception as error:  # a broken sequence fails all its pairs, for every method
-            report.failure(f"sequence {seq.name}", error)
-            for m in methods:
-                records[m.name] += [(seq.group, FAILED)] * n_pairs
-            continue
-        points = [np.array([kp.pt for kp in kps], np.float64).reshape(-1, 2) for kps in keypoints]
+        features = [detect_and_describe(path, methods, detector, max_keypoints) for path in seq.images]
         for method in methods:
-            try:
-                descriptors = [method.describe(image, kps) for image, kps in zip(images, keypoints)]
-            except Exception as error:
-                report.failure(f"{method.name} on sequence {seq.name}", error)
-                records[method.name] += [(seq.group, FAILED)] * n_pairs
-                continue
             for k, H in enumerate(seq.homographies, start=1):
+                pair = (features[0], features[k])
+                if any(f is None or method.name not in f[2] for f in pair):
+                    records[method.name].append((seq.group, FAILED))  # reported when described
+                    continue
+                (shape0, points0, desc0), (_, points1, desc1) = pair
                 try:
-                    matches0, _ = match_descriptors(descriptors[0], descriptors[k], mutual=True, ratio=ratio,
-                                                    device=device)
-                    record = pair_record(points[0], points[k], matches_to_pairs(matches0), H,
-                                         images[0].shape, ransac_threshold)
+                    matches0, _ = match_descriptors(desc0[method.name], desc1[method.name], mutual=True,
+                                                    ratio=ratio, device=device)
+                    record = pair_record(points0, points1, matches_to_pairs(matches0), H, shape0, ransac_threshold)
                 except Exception as error:
                     report.failure(f"{method.name} on {seq.name} 1-{k + 1}", error)
                     record = FAILED

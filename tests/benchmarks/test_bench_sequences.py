@@ -52,7 +52,7 @@ def test_sift_on_a_fixture_sequence_with_a_broken_image(tmp_path, texture, capsy
     assert broken == {"mma": [0.0] * 10, "matches": 0.0, "h_acc": {"1": 0.0, "3": 0.0, "5": 0.0}, "pairs": 1,
                       "failed": 1}
     assert results["sift"]["all"]["pairs"] == 3 and results["sift"]["all"]["failed"] == 1
-    assert "FAILED sequence i_broken" in capsys.readouterr().err
+    assert "FAILED image" in capsys.readouterr().err
 
 
 def test_command_line_json_markdown_plot(tmp_path, texture, random_checkpoint):

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The README results: every task over ../shared/data, the shipped students (weights/*.pt) next to
+# SIFT, RootSIFT and the official DesDis-8/16/32 and TFeat-liberty checkpoints, one command per task.
+#
+#   nice -n 10 benchmarks/run_all.sh [OUT]        (OUT: default outputs/benchmarks)
+#
+# Environment: SHARED (default ../shared), PYTHON (default .venv/bin/python).
+# Writes OUT/<task>.{json,md,png} and OUT/RESULTS.md (all tables); about 20 minutes on 2 CPU cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${1:-outputs/benchmarks}
+SHARED=${SHARED:-../shared}
+PYTHON=${PYTHON:-.venv/bin/python}
+TEACHERS=$SHARED/teachers
+OFFICIAL=$TEACHERS/desdis-official/DesDis-8.pth,$TEACHERS/desdis-official/DesDis-16.pth,$TEACHERS/desdis-official/DesDis-32.pth,$TEACHERS/tfeat/tfeat-liberty.params
+mkdir -p "$OUT"
+PATCHES=$(mktemp -d)
+trap 'rm -rf "$PATCHES"' EXIT
+
+bench() {  # bench TASK ARGS...: run one task, write OUT/TASK.{json,md,png}, log its wall time
+    local task=$1
+    shift
+    local start=$SECONDS
+    echo "== $task: python -m benchmarks $task $*" | tee -a "$OUT/commands.txt"
+    "$PYTHON" -m benchmarks "$task" "$@" --json "$OUT/$task.json" --markdown "$OUT/$task.md" --plot "$OUT/$task.png"
+    echo "== $task: $((SECONDS - start)) s" | tee -a "$OUT/commands.txt"
+}
+
+: > "$OUT/commands.txt"
+bench speed --baselines "sift,rootsift,$OFFICIAL" --repeats 3
+bench sequences --root "$SHARED/data/homography" --baselines "sift,rootsift,$OFFICIAL"
+bench pose --root "$SHARED/data/pose" --scenes sacre_coeur strecha/fountain-P11 --baselines "sift,rootsift,$OFFICIAL"
+"$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 300
+bench hpatches-patches --root "$PATCHES" --pairs 200000 --queries 1000 --distractors 5000 --baselines "sift,rootsift,$OFFICIAL"
+bench sfm --root "$SHARED/data/pose" --scenes strecha/fountain-P11 --work "$OUT/sfm-work" --baselines "rootsift,$OFFICIAL"
+cat "$OUT"/{speed,sequences,pose,hpatches-patches,sfm}.md > "$OUT/RESULTS.md"
