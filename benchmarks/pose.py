@@ -133,12 +133,7 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                     report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)
                     record = FAILED
                 records[method.name].append((group, record))
-    groups = ["all"] + [group for group, _ in scenes]
-    results = {}
-    for name, pairs in records.items():
-        summary = {g: summarise([r for pg, r in pairs if g in ("all", pg)]) for g in groups}
-        results[name] = {g: value for g, value in summary.items() if value is not None}
-    return results
+    return report.by_group(records, ["all"] + [group for group, _ in scenes], summarise)
 
 
 def protocol_text(detector, max_keypoints, ratio, estimator, threshold):

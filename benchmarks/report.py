@@ -1,7 +1,7 @@
 """Common output of every task: the JSON document, a markdown table and a plot.
 
 JSON: ``{"task", "protocol", "data", "results": {METHOD: {GROUP: {METRIC: value}}}}``, GROUP ``"all"``
-always present.
+always present; an infinite or undefined value (a median error when most pairs failed) is null.
 
 A markdown table is described by columns ``(header, group, metric, key)``: the value is
 ``results[method][group][metric]``, indexed by ``key`` when not None (a list index or a dict key).
@@ -27,10 +27,31 @@ def failure(what, error):
     tqdm.write(f"FAILED {what}: {type(error).__name__}: {error}", file=sys.stderr)
 
 
+def by_group(records, groups, summarise):
+    """{METHOD: {GROUP: summary}} from {METHOD: [(group, record)]}; "all" takes every record, and a
+    group without records is left out."""
+    results = {}
+    for name, pairs in records.items():
+        summaries = {g: summarise([r for pg, r in pairs if g in ("all", pg)]) for g in groups}
+        results[name] = {g: value for g, value in summaries.items() if value is not None}
+    return results
+
+
+def _strict(value):
+    """JSON has no infinity or NaN: they are written as null."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def write_json(doc, path):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(doc, indent=1) + "\n")
+    path.write_text(json.dumps(_strict(doc), indent=1, allow_nan=False) + "\n")
 
 
 def _cell(value, digits):

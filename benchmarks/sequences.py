@@ -99,11 +99,7 @@ def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None
                     report.failure(f"{method.name} on {seq.name} 1-{k + 1}", error)
                     record = FAILED
                 records[method.name].append((seq.group, record))
-    results = {}
-    for name, pairs in records.items():
-        groups = {group: summarise([r for g, r in pairs if group in ("all", g)]) for group in GROUPS}
-        results[name] = {group: value for group, value in groups.items() if value is not None}
-    return results
+    return report.by_group(records, GROUPS, summarise)
 
 
 def protocol_text(detector, max_keypoints, ratio, ransac_threshold):

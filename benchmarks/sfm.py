@@ -160,16 +160,11 @@ def run_scene(scene, specs, work, max_keypoints, device):
 
 
 def evaluate(scenes, specs, work, max_keypoints=4096, device="auto", progress=True):
-    per_method = {}
+    records = {}
     for scene in tqdm(scenes, desc="sfm scenes", disable=not progress):
         for name, record in run_scene(scene, specs, Path(work), max_keypoints, device).items():
-            per_method.setdefault(name, []).append((scene.name, record))
-    results = {}
-    for name, records in per_method.items():
-        groups = {"all": summarise([r for _, r in records])}
-        groups.update({scene: summarise([r]) for scene, r in records})
-        results[name] = groups
-    return results
+            records.setdefault(name, []).append((scene.name, record))
+    return report.by_group(records, ["all"] + [scene.name for scene in scenes], summarise)
 
 
 def add_arguments(parser):
