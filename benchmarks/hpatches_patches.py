@@ -5,9 +5,10 @@ reimplemented: patches (65x65 in ``hpatches-release``) are resized to 32x32 with
 reference implementations do, descriptors are compared by L2 distance, and
 
 - verification: positive pairs (same patch index, two different images among ref, 1..4 of a level),
-  intra-sequence negatives (another index of the same sequence) and inter-sequence negatives
-  (a random patch of another sequence; the official lists may, rarely, draw the same one); AP on the imbalanced set (all negatives + the first 20%
-  of the positives), averaged over intra and inter; also the balanced ROC AUC;
+  intra-sequence negatives (another index of the same sequence) and inter-sequence negatives (a
+  random patch of another sequence; the official lists may, rarely, draw the same one); AP on the
+  imbalanced set (all negatives + the first 20% of the positives), averaged over intra and inter;
+  also the balanced ROC AUC;
 - matching: every patch of ref against the patches of image k (nearest neighbour); AP of the
   correct-nearest-neighbour ranking (all patches count as positives); mean over the 5 images and
   the sequences of a type (``i``, ``v``, other), then over the types present;

@@ -7,6 +7,7 @@ import pytest
 from benchmarks import datasets, pose
 from benchmarks.__main__ import main
 from benchmarks.methods import load_methods
+from descplug import demo
 
 
 def synthetic_views(n=200, seed=0):
@@ -69,8 +70,6 @@ def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
 
 def test_command_line_on_a_pairs_with_gt_file(rendered_scene, tmp_path):
     root, truth = rendered_scene
-    from descplug import demo
-
     K = demo.intrinsics().ravel()
     lines = []
     for a, b in [("view_00.png", "view_01.png"), ("view_02.png", "view_03.png")]:

@@ -1,5 +1,6 @@
 import json
 
+import cv2
 import pytest
 
 from benchmarks import speed
@@ -21,8 +22,6 @@ def test_measure_on_a_generated_image(random_checkpoint):
 
 def test_command_line(tmp_path, random_checkpoint, capsys):
     image = tmp_path / "image.png"
-    import cv2
-
     cv2.imwrite(str(image), speed.generated_image((200, 300)))
     out = tmp_path / "speed.json"
     assert main(["speed", "--image", str(image), "--model", str(random_checkpoint), "--max-keypoints", "200",
