@@ -2,7 +2,8 @@
 --json OUT.json [--markdown OUT.md] [--plot OUT.png]``
 
 Tasks: hpatches-patches, sequences, pose, sfm, speed; and make-hpatches-patches, which writes an
-HPatches-style patch set from homography sequences. The markdown tables are also printed.
+HPatches-style patch set from homography sequences. The protocol and the markdown tables are also
+printed.
 """
 
 import argparse
@@ -72,6 +73,7 @@ def main(argv=None):
         report.write_markdown(doc, sections, args.markdown)
     if args.plot:
         module.plot(doc["results"], args.plot)
+    print(doc["protocol"])
     for title, body in sections:
         print(f"\n{title}\n{body}")
     return 0

@@ -129,3 +129,15 @@ def test_command_line_generate_then_evaluate(tmp_path, texture):
     assert set(sift) == {"all", "easy", "hard", "tough", "v"}
     assert sift["easy"]["matching"] > sift["tough"]["matching"]
     assert main(args + ["--split", "z"]) == 2
+
+
+@pytest.mark.shared
+def test_patches_from_real_sequences(shared_root, tmp_path):
+    homography = shared_root / "data" / "homography" / "hpatches-v"
+    info = hp.make_patches(homography, tmp_path, max_patches=40, progress=False)
+    assert info["failed"] == [] and all(n == 40 for n in info["patches"].values())
+    assert set(datasets.read_splits(shared_root / "data" / "hpatches" / "splits.json", "view")) >= set(info["patches"])
+    sequences = datasets.read_patch_sequences(tmp_path)
+    results, _ = hp.evaluate(sequences, [Raw()], n_pairs=5000, n_queries=30, n_distractors=60, progress=False)
+    raw = results["raw"]
+    assert raw["easy"]["matching"] > raw["tough"]["matching"] and raw["v"]["matching"] > 20
