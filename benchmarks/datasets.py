@@ -74,6 +74,12 @@ class HomographySequence:
     def group(self):
         return group_of(self.name)
 
+    @property
+    def collections(self):
+        """The top folder of a nested sequence name (``oxford`` for ``oxford/graf``), else nothing."""
+        parts = Path(self.name).parts
+        return parts[:1] if len(parts) > 1 else ()
+
 
 def _sequence_image(folder, index):
     for ext in IMAGE_EXTENSIONS:

@@ -110,7 +110,7 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
              threshold=1.0, device="cpu", progress=True):
     """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}."""
     estimate = ESTIMATORS[estimator]
-    records = {m.name: [] for m in methods}  # (group, record)
+    records = {m.name: [] for m in methods}  # ((group,), record)
     for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
         paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
         features = {path: detect_and_describe(path, methods, detector, max_keypoints)
@@ -119,7 +119,7 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
             for method in methods:
                 f0, f1 = features[pair.image0], features[pair.image1]
                 if f0 is None or f1 is None or method.name not in f0[2] or method.name not in f1[2]:
-                    records[method.name].append((group, FAILED))  # reported when described
+                    records[method.name].append(((group,), FAILED))  # reported when described
                     continue
                 (_, points0, desc0), (_, points1, desc1) = f0, f1
                 desc0, desc1 = desc0[method.name], desc1[method.name]
@@ -132,7 +132,7 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                 except Exception as error:
                     report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)
                     record = FAILED
-                records[method.name].append((group, record))
+                records[method.name].append(((group,), record))
     return report.by_group(records, ["all"] + [group for group, _ in scenes], summarise)
 
 

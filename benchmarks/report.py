@@ -28,11 +28,11 @@ def failure(what, error):
 
 
 def by_group(records, groups, summarise):
-    """{METHOD: {GROUP: summary}} from {METHOD: [(group, record)]}; "all" takes every record, and a
-    group without records is left out."""
+    """{METHOD: {GROUP: summary}} from {METHOD: [(record's groups, record)]}; "all" takes every record,
+    and a group without records is left out."""
     results = {}
     for name, pairs in records.items():
-        summaries = {g: summarise([r for pg, r in pairs if g in ("all", pg)]) for g in groups}
+        summaries = {g: summarise([r for member, r in pairs if g == "all" or g in member]) for g in groups}
         results[name] = {g: value for g, value in summaries.items() if value is not None}
     return results
 

@@ -12,8 +12,8 @@ Matching is mutual nearest neighbour (optionally with Lowe's ratio). Per pair of
   correct at e px when the mean distance between the four corners of image 1 mapped by the
   estimated and by the ground-truth homography is <= e (fewer than 4 matches or no fit: wrong).
 
-Results are means over pairs, per group (``i`` for ``i_*`` sequences, ``v`` for ``v_*``, ``other``)
-and over all pairs. A failed image or pair is reported, counted in ``failed`` and scores 0.
+Results are means over pairs, per group (``i`` for ``i_*`` sequences, ``v`` for ``v_*``, ``other``),
+per collection (the top folder of nested sequences: ``oxford``, ``evd``, ...) and over all pairs. A failed image or pair is reported, counted in ``failed`` and scores 0.
 """
 
 import cv2
@@ -81,14 +81,15 @@ def summarise(records):
 def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None, ransac_threshold=3.0,
              device="cpu", progress=True):
     """results {METHOD: {GROUP: metrics}} over all image pairs (1, k) of the sequences."""
-    records = {m.name: [] for m in methods}  # (group, record)
+    records = {m.name: [] for m in methods}  # (groups, record)
     for seq in tqdm(sequences, desc="sequences", disable=not progress):
+        groups = (seq.group, *seq.collections)
         features = [detect_and_describe(path, methods, detector, max_keypoints) for path in seq.images]
         for method in methods:
             for k, H in enumerate(seq.homographies, start=1):
                 pair = (features[0], features[k])
                 if any(f is None or method.name not in f[2] for f in pair):
-                    records[method.name].append((seq.group, FAILED))  # reported when described
+                    records[method.name].append((groups, FAILED))  # reported when described
                     continue
                 (shape0, points0, desc0), (_, points1, desc1) = pair
                 try:
@@ -98,8 +99,9 @@ def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None
                 except Exception as error:
                     report.failure(f"{method.name} on {seq.name} 1-{k + 1}", error)
                     record = FAILED
-                records[method.name].append((seq.group, record))
-    return report.by_group(records, GROUPS, summarise)
+                records[method.name].append((groups, record))
+    collections = sorted({c for seq in sequences for c in seq.collections})
+    return report.by_group(records, GROUPS + tuple(collections), summarise)
 
 
 def protocol_text(detector, max_keypoints, ratio, ransac_threshold):
@@ -116,15 +118,17 @@ def markdown_sections(results):
                ("H@1", "all", "h_acc", "1"), ("H@3", "all", "h_acc", "3"), ("H@5", "all", "h_acc", "5"),
                ("pairs", "all", "pairs", None), ("failed", "all", "failed", None)]
     sections = [("all pairs", report.table(results, columns, digits=3))]
-    for group, title in (("i", "illumination (i_*)"), ("v", "viewpoint (v_*)"), ("other", "other sequences")):
-        if any(group in groups for groups in results.values()):
+    titles = {"i": "illumination (i_*)", "v": "viewpoint (v_*)", "other": "other sequences"}
+    for group in dict.fromkeys(g for groups in results.values() for g in groups):
+        if group != "all":
+            title = titles.get(group, f"collection {group}")
             group_columns = [(h, group, m, k) for h, _, m, k in columns]
             sections.append((title, report.table(results, group_columns, digits=3)))
     return sections
 
 
 def plot(results, path):
-    panels = [g for g in GROUPS if any(g in groups for groups in results.values())]
+    panels = list(dict.fromkeys(g for groups in results.values() for g in groups))
     curves = {g: {m: groups[g]["mma"] for m, groups in results.items() if g in groups} for g in panels}
     report.plot_curves(THRESHOLDS, curves, panels, "threshold (px)", "MMA", "Mean matching accuracy", path)
 

@@ -163,7 +163,7 @@ def evaluate(scenes, specs, work, max_keypoints=4096, device="auto", progress=Tr
     records = {}
     for scene in tqdm(scenes, desc="sfm scenes", disable=not progress):
         for name, record in run_scene(scene, specs, Path(work), max_keypoints, device).items():
-            records.setdefault(name, []).append((scene.name, record))
+            records.setdefault(name, []).append(((scene.name,), record))
     return report.by_group(records, ["all"] + [scene.name for scene in scenes], summarise)
 
 

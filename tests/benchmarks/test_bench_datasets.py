@@ -18,6 +18,7 @@ def test_nested_sequences_with_fewer_images_and_groups(tmp_path, texture):
     seqs = datasets.read_sequences(tmp_path)
     assert [s.name for s in seqs] == ["evd/c", "hp/i_b", "hp/v_a"]
     assert [s.group for s in seqs] == ["other", "i", "v"]
+    assert [s.collections for s in seqs] == [("evd",), ("hp",), ("hp",)]
     assert [len(s.images) for s in seqs] == [2, 3, 3]
     assert seqs[1].images[0].suffix == ".ppm"
     np.testing.assert_allclose(seqs[2].homographies[1], HOMOGRAPHIES[1])

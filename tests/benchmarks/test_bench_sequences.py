@@ -83,4 +83,5 @@ def test_real_viewpoint_sequence(shared_root):
     results = sequences.evaluate(seqs, load_methods(["sift", str(official)]), max_keypoints=1000, progress=False)
     for method in ("sift", "DesDis-8"):
         assert results[method]["v"]["pairs"] == 5 and results[method]["v"]["failed"] == 0
+        assert results[method]["hpatches-v"] == results[method]["v"]
         assert results[method]["all"]["mma"][4] > 0.3
