@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .io.h5 import check_names, feature_names, open_h5
 
@@ -67,53 +66,68 @@ def global_descriptors(features_path, names, seed: int = 0) -> np.ndarray:
         for i in sample:
             d = _local_descriptors(fd, names[i])
             pooled.append(d[rng.choice(len(d), min(len(d), per_image), replace=False)])
-        codebook = kmeans(torch.cat(pooled), NUM_CLUSTERS, seed=seed)
-        whitening = fit_whitening(torch.stack([vlad(_local_descriptors(fd, names[i]), codebook) for i in sample]))
-        out = [whiten(vlad(_local_descriptors(fd, names[i]), codebook)[None], *whitening)[0] for i in range(len(names))]
-    return torch.stack(out).numpy()
+        codebook = kmeans(np.concatenate(pooled), NUM_CLUSTERS, seed=seed)
+        mean, projection = fit_whitening(np.concatenate(list(_vlads(fd, [names[i] for i in sample], codebook))))
+        # chunk by chunk: an N x (K * D) matrix of raw VLADs would not fit for large collections
+        out = np.concatenate([(v - mean) @ projection for v in _vlads(fd, names, codebook)])
+    return _normalize(out)
 
 
-def _local_descriptors(fd, name: str) -> torch.Tensor:
+def _vlads(fd, names, codebook: np.ndarray, chunk: int = 64):
+    """VLADs of the named images, `chunk` images at a time (few large operations, not many small)."""
+    for start in range(0, len(names), chunk):
+        yield vlad([_local_descriptors(fd, name) for name in names[start : start + chunk]], codebook)
+
+
+def _local_descriptors(fd, name: str) -> np.ndarray:
     if name not in fd or "descriptors" not in fd[name]:
         raise ValueError(f"{fd.filename}: no descriptors for image {name!r}")
-    return F.normalize(torch.from_numpy(fd[name]["descriptors"][()].T.astype(np.float32)), dim=1)
+    return _normalize(fd[name]["descriptors"][()].T.astype(np.float32))
 
 
-def kmeans(x: torch.Tensor, k: int, iterations: int = 20, seed: int = 0) -> torch.Tensor:
+def _normalize(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def kmeans(x: np.ndarray, k: int, iterations: int = 20, seed: int = 0) -> np.ndarray:
     """Lloyd's k-means; returns (min(k, len(x)), D) centres."""
     if len(x) == 0:
         raise ValueError("cannot learn a codebook: the images have no descriptors")
+    points = torch.from_numpy(x)
     generator = torch.Generator().manual_seed(seed)
-    centres = x[torch.randperm(len(x), generator=generator)[:k]].clone()
+    centres = points[torch.randperm(len(points), generator=generator)[:k]].clone()
     for _ in range(iterations):
-        assign = torch.cdist(x, centres).argmin(1)
-        sums = torch.zeros_like(centres).index_add_(0, assign, x)
+        assign = torch.cdist(points, centres).argmin(1)
+        sums = torch.zeros_like(centres).index_add_(0, assign, points)
         counts = torch.bincount(assign, minlength=len(centres))[:, None]
         centres = torch.where(counts > 0, sums / counts.clamp(min=1), centres)
-    return centres
+    return centres.numpy()
 
 
-def vlad(desc: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
-    """VLAD with intra-normalisation and signed square root, L2-normalised (K * D,)."""
-    residuals = torch.zeros_like(centres)
-    if len(desc):
-        assign = torch.cdist(desc, centres).argmin(1)
-        residuals.index_add_(0, assign, desc - centres[assign])
-    v = F.normalize(residuals, dim=1).flatten()
-    return F.normalize(v.sign() * v.abs().sqrt(), dim=0)
+def vlad(descriptors: list[np.ndarray], centres: np.ndarray) -> np.ndarray:
+    """(B, K * D) VLADs of B images' (N_i, D) descriptors: residuals to the nearest centre summed per
+    centre, intra-normalised, signed square root, L2-normalised."""
+    x = torch.from_numpy(np.concatenate(descriptors).astype(np.float32))
+    c = torch.from_numpy(centres)
+    k, dim, batch = len(centres), centres.shape[1], len(descriptors)
+    owner = torch.repeat_interleave(torch.arange(batch), torch.tensor([len(d) for d in descriptors]))
+    cell = owner * k + (x @ c.T - 0.5 * (c**2).sum(1)).argmax(1)  # (image, nearest centre)
+    sums = torch.zeros(batch * k, dim).index_add_(0, cell, x)
+    counts = torch.bincount(cell, minlength=batch * k)[:, None]
+    residuals = (sums - counts * c.repeat(batch, 1)).view(batch, k, dim)
+    v = torch.nn.functional.normalize(residuals, dim=2).view(batch, k * dim)
+    return torch.nn.functional.normalize(v.sign() * v.abs().sqrt(), dim=1).numpy()
 
 
-def fit_whitening(x: torch.Tensor, dim: int = PCA_DIM):
-    """(mean, projection) of PCA whitening learned from the rows of `x`."""
+def fit_whitening(x: np.ndarray, dim: int = PCA_DIM) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, projection) of PCA whitening learned from the rows of `x`; eigenvalues are
+    regularised by their mean so that a small collection's noise directions are not blown up."""
     mean = x.mean(0)
-    _, s, vt = torch.linalg.svd(x - mean, full_matrices=False)
     keep = max(1, min(dim, len(x) - 1))
+    centred = torch.from_numpy(x - mean)
+    _, s, v = torch.svd_lowrank(centred, q=min(keep + 10, *x.shape), niter=4)  # randomised: fast for 2000 x 8192
     eig = s[:keep] ** 2 / max(1, len(x) - 1)
-    return mean, vt[:keep].T / torch.sqrt(eig + eig.mean())
-
-
-def whiten(x: torch.Tensor, mean: torch.Tensor, projection: torch.Tensor) -> torch.Tensor:
-    return F.normalize((x - mean) @ projection, dim=1)
+    return mean, (v[:, :keep] / torch.sqrt(eig + eig.mean())).numpy()
 
 
 def top_k(descriptors: np.ndarray, k: int, block: int = BLOCK) -> np.ndarray:
