@@ -5,7 +5,8 @@
 #   nice -n 10 benchmarks/run_all.sh [OUT]        (OUT: default outputs/benchmarks)
 #
 # Environment: SHARED (default ../shared), PYTHON (default .venv/bin/python).
-# Writes OUT/<task>.{json,md,png} and OUT/RESULTS.md (all tables); about 20 minutes on 2 CPU cores.
+# Writes OUT/<task>.{json,md,png}, OUT/commands.txt (each command and its wall time) and OUT/RESULTS.md
+# (all tables); about 25 minutes on 2 busy CPU cores with 8 methods.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/benchmarks}
@@ -32,5 +33,5 @@ bench sequences --root "$SHARED/data/homography" --baselines "sift,rootsift,$OFF
 bench pose --root "$SHARED/data/pose" --scenes sacre_coeur strecha/fountain-P11 --baselines "sift,rootsift,$OFFICIAL"
 "$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 300
 bench hpatches-patches --root "$PATCHES" --pairs 200000 --queries 1000 --distractors 5000 --baselines "sift,rootsift,$OFFICIAL"
-bench sfm --root "$SHARED/data/pose" --scenes strecha/fountain-P11 --work "$OUT/sfm-work" --baselines "rootsift,$OFFICIAL"
+bench sfm --root "$SHARED/data/pose" --scenes strecha/Herz-Jesus-P8 --work "$OUT/sfm-work" --baselines "rootsift,$OFFICIAL"
 cat "$OUT"/{speed,sequences,pose,hpatches-patches,sfm}.md > "$OUT/RESULTS.md"
