@@ -164,7 +164,6 @@ def model_stats(model) -> dict:
     """Registered images, 3D points, mean track length and mean reprojection error (pixels)."""
     return {
         "registered_images": model.num_reg_images(),
-        "images": model.num_images(),
         "points3D": model.num_points3D(),
         "mean_track_length": model.compute_mean_track_length() if model.num_points3D() else 0.0,
         "mean_reprojection_error": model.compute_mean_reprojection_error() if model.num_points3D() else 0.0,

@@ -292,17 +292,19 @@ def build_database(image_dir, features, matches, pairs_path, db_path, camera_mod
 def reconstruct(image_dir, features, matches, pairs_path, out_dir, camera_model: str = "SIMPLE_RADIAL",
                 single_camera: bool = False, skip_verification: bool = False, verbose: bool = False) -> dict:
     """Incremental SfM; the largest model is written to `out_dir` (binary) and `out_dir/text`.
-    Returns its statistics (colmap.model_stats) plus 'model' (the pycolmap Reconstruction)."""
+    Returns its statistics (colmap.model_stats), 'images' (how many were given) and 'model' (the
+    pycolmap Reconstruction)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "database.db"
     with colmap.log_level(verbose):
-        build_database(image_dir, features, matches, pairs_path, db_path, camera_model, single_camera, skip_verification)
+        ids = build_database(image_dir, features, matches, pairs_path, db_path, camera_model, single_camera,
+                             skip_verification)
         model = colmap.incremental_mapping(db_path, image_dir, out_dir)
     if model is None:
         raise PipelineError(f"COLMAP found no model for {image_dir}: too few verified matches")
     colmap.write_model(model, out_dir)
-    return dict(colmap.model_stats(model), model=model)
+    return dict(colmap.model_stats(model), images=len(ids), model=model)
 
 
 def triangulate(image_dir, features, matches, pairs_path, reference_dir, out_dir, skip_verification: bool = False,
@@ -312,10 +314,10 @@ def triangulate(image_dir, features, matches, pairs_path, reference_dir, out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     db_path = out_dir / "database.db"
     with colmap.log_level(verbose):
-        build_database(image_dir, features, matches, pairs_path, db_path, skip_verification=skip_verification)
+        ids = build_database(image_dir, features, matches, pairs_path, db_path, skip_verification=skip_verification)
         model = colmap.triangulate(reference_dir, db_path, image_dir, out_dir)
     colmap.write_model(model, out_dir)
-    return dict(colmap.model_stats(model), model=model)
+    return dict(colmap.model_stats(model), images=len(ids), model=model)
 
 
 def sfm(image_dir, out_dir, model=None, detector: str = "sift", max_keypoints: int | None = 4096,
