@@ -18,20 +18,24 @@ mkdir -p "$OUT"
 PATCHES=$(mktemp -d)
 trap 'rm -rf "$PATCHES"' EXIT
 
-bench() {  # bench TASK ARGS...: run one task, write OUT/TASK.{json,md,png}, log its wall time
-    local task=$1
+bench() {  # bench TASK ARGS...: run one task, write OUT/TASK.{json,md,png}, log its wall time;
+    local task=$1 status=0  # a failed task is logged and the others still run
     shift
     local start=$SECONDS
     echo "== $task: python -m benchmarks $task $*" | tee -a "$OUT/commands.txt"
-    "$PYTHON" -m benchmarks "$task" "$@" --json "$OUT/$task.json" --markdown "$OUT/$task.md" --plot "$OUT/$task.png"
-    echo "== $task: $((SECONDS - start)) s" | tee -a "$OUT/commands.txt"
+    "$PYTHON" -m benchmarks "$task" "$@" --json "$OUT/$task.json" --markdown "$OUT/$task.md" \
+        --plot "$OUT/$task.png" || status=$?
+    echo "== $task: $((SECONDS - start)) s, exit status $status" | tee -a "$OUT/commands.txt"
 }
 
 : > "$OUT/commands.txt"
-bench speed --baselines "sift,rootsift,$OFFICIAL" --repeats 3
+bench speed --image "$SHARED/data/pose/strecha/fountain-P11/images/0000.jpg" --baselines "sift,rootsift,$OFFICIAL"
 bench sequences --root "$SHARED/data/homography" --baselines "sift,rootsift,$OFFICIAL"
 bench pose --root "$SHARED/data/pose" --scenes sacre_coeur strecha/fountain-P11 --baselines "sift,rootsift,$OFFICIAL"
-"$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 300
+"$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 300 \
+    | tee -a "$OUT/commands.txt"
 bench hpatches-patches --root "$PATCHES" --pairs 200000 --queries 1000 --distractors 5000 --baselines "sift,rootsift,$OFFICIAL"
 bench sfm --root "$SHARED/data/pose" --scenes strecha/Herz-Jesus-P8 --work "$OUT/sfm-work" --baselines "rootsift,$OFFICIAL"
-cat "$OUT"/{speed,sequences,pose,hpatches-patches,sfm}.md > "$OUT/RESULTS.md"
+for task in speed sequences pose hpatches-patches sfm; do
+    if [ -f "$OUT/$task.md" ]; then cat "$OUT/$task.md"; fi
+done > "$OUT/RESULTS.md"
