@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README results: every task over ../shared/data, the shipped students (weights/*.pt) next to
 # SIFT, RootSIFT and the official DesDis-8/16/32 and TFeat-liberty checkpoints, one command per task.
+# Sizes fit a half-hour budget on a shared 2-core machine: pose on sacre_coeur (45 pairs), sfm on
+# Herz-Jesus-P8, 200 patches per generated HPatches-style sequence; every task takes more data.
 #
 #   nice -n 10 benchmarks/run_all.sh [OUT]        (OUT: default outputs/benchmarks)
 #
@@ -31,10 +33,10 @@ bench() {  # bench TASK ARGS...: run one task, write OUT/TASK.{json,md,png}, log
 : > "$OUT/commands.txt"
 bench speed --image "$SHARED/data/pose/strecha/fountain-P11/images/0000.jpg" --baselines "sift,rootsift,$OFFICIAL"
 bench sequences --root "$SHARED/data/homography" --baselines "sift,rootsift,$OFFICIAL"
-bench pose --root "$SHARED/data/pose" --scenes sacre_coeur strecha/fountain-P11 --baselines "sift,rootsift,$OFFICIAL"
-"$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 300 \
+bench pose --root "$SHARED/data/pose" --scenes sacre_coeur --baselines "sift,rootsift,$OFFICIAL"
+"$PYTHON" -m benchmarks make-hpatches-patches --root "$SHARED/data/homography" --out "$PATCHES" --max-patches 200 \
     | tee -a "$OUT/commands.txt"
-bench hpatches-patches --root "$PATCHES" --pairs 200000 --queries 1000 --distractors 5000 --baselines "sift,rootsift,$OFFICIAL"
+bench hpatches-patches --root "$PATCHES" --pairs 200000 --queries 1000 --distractors 4000 --baselines "sift,rootsift,$OFFICIAL"
 bench sfm --root "$SHARED/data/pose" --scenes strecha/Herz-Jesus-P8 --work "$OUT/sfm-work" --baselines "rootsift,$OFFICIAL"
 for task in speed sequences pose hpatches-patches sfm; do
     if [ -f "$OUT/$task.md" ]; then cat "$OUT/$task.md"; fi
