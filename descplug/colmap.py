@@ -130,6 +130,9 @@ def triangulate(reference_dir, db_path, image_dir, out_dir, num_threads: int = -
     its images by name. Returns the triangulated model (also written to `out_dir`)."""
     reference = read_model(reference_dir)
     with _database(db_path) as db:
+        missing = sorted({image.name for image in reference.images.values()} - {image.name for image in db.read_all_images()})
+        if missing:
+            raise ColmapError(f"{len(missing)} image(s) of the reference model {reference_dir} have no features, e.g. {missing[:3]}")
         reference.transcribe_image_ids_to_database(db)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -10,6 +10,7 @@ Feature file: one group per image, named by the image's POSIX path relative to t
 - ``image_size``   int64 (2,): (W, H) of the original image
 - ``scales``       float32 (N,): OpenCV ``KeyPoint.size``, a diameter in original-image pixels
 - ``oris``         float32 (N,): OpenCV ``KeyPoint.angle``, degrees, clockwise in image coordinates
+  (y down), in [0, 360); -1 where the detector gives no orientation (FAST, GFTT)
 
 Match file: one group per pair, at ``pair_key(name0, name1)``, holding ``matches0`` (N0,): index
 into image 1's keypoints or -1 (int16, int32 when image 1 has more than 32767 keypoints) and
