@@ -152,7 +152,7 @@ def resize_patches(patches):
 
 
 def describe(sequences, method, progress=True):
-    """[{kind: (N, D)}] per sequence; a sequence that fails raises (the task cannot be computed)."""
+    """[{kind: (N, D)}] per sequence; raises when a sequence cannot be read or described."""
     out = []
     for seq in tqdm(sequences, desc=f"{method.name}: describe", disable=not progress, leave=False):
         patches = seq.load()
@@ -254,9 +254,15 @@ def evaluate(sequences, methods, n_pairs=1_000_000, n_queries=5000, n_distractor
     groups = [seq.group for seq in sequences]
     results = {}
     for method in tqdm(methods, desc="methods", disable=not progress):
-        desc = describe(sequences, method, progress)
+        try:
+            desc = describe(sequences, method, progress)
+        except Exception as error:  # the method has no result; the others go on
+            report.failure(f"{method.name} describing the patches", error)
+            results[method.name] = {"all": {"failed": 1}}
+            continue
         results[method.name] = summarise(eval_verification(desc, pairs), eval_matching(desc, groups),
                                          eval_retrieval(desc, queries, distractors))
+        results[method.name]["all"]["failed"] = 0
     sizes = {"verification_pairs": n_pairs, "queries": len(queries), "distractors": len(distractors),
              "patches": int(sum(len(r) for r in refs))}
     return results, sizes
@@ -295,7 +301,7 @@ def run(args, specs):
                 "65x65 patches resized to 32x32, L2 distance; verification = imbalanced mAP (mean of intra "
                 "and inter negatives), matching mAP, retrieval mAP over pools of 100..20000 distractors; "
                 f"task lists drawn with the official rules from seed {args.seed} (the official CSV lists "
-                "are not used); values in %.")
+                "are not used); values in %; a method that fails on any patch has no values (failed: 1).")
     data = {"root": str(args.root), "selection": selection, "sequences": [s.name for s in sequences], **sizes}
     return report.document("hpatches-patches", protocol, data, results), markdown_sections(results)
 
@@ -306,6 +312,7 @@ def markdown_sections(results):
     for name in LEVELS.values():
         columns += [(f"{metric[:5]}. {name}", name, metric, None)
                     for metric in ("verification", "matching", "retrieval")]
+    columns.append(("failed", "all", "failed", None))
     return [("mAP (%)", report.table(results, columns, digits=2))]
 
 

@@ -26,7 +26,7 @@ from descplug.keypoints import as_keypoint_array
 from descplug.patches import extract_patches
 
 from . import report
-from .methods import BASELINES
+from .methods import BASELINES, method_name
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[2] / "shared/data/pose/strecha/fountain-P11/images/0000.jpg"
 GENERATED_SHAPE = (1024, 1536)  # 1.5 MP, the size of the default image
@@ -79,25 +79,36 @@ def measure(gray, specs, max_keypoints=4000, repeats=5, device="auto", progress=
     gray_float = load_image(gray)
     magnification = magnification_for("sift")
     extraction_s = median_time(lambda: extract_patches(gray_float, array, magnification, device=device), repeats, sync)
-    models = [s for s in specs if s not in BASELINES]
-    for spec in tqdm(models, desc="models", disable=not progress):
-        extractor = DescDis(spec, device=device, detector=sift, max_keypoints=max_keypoints, half=False)
-        compute_s = median_time(lambda: extractor.compute(gray, keypoints), repeats, sync)
-        e2e_s = median_time(lambda: extractor.detectAndCompute(gray), repeats, sync)
-        patches = extractor.extract_patches(gray, keypoints)
-        groups = {"all": {"compute_s": compute_s, "compute_ratio": compute_s / sift_s,
-                          "patches_per_s": _patches_per_s(extractor, patches, repeats, sync),
-                          "end_to_end_s": e2e_s, "end_to_end_ratio": e2e_s / sift_e2e}}
-        if device.type == "cuda":
-            half = DescDis(spec, device=device, half=True)
-            groups["fp16"] = {"patches_per_s": _patches_per_s(half, patches, repeats, sync)}
-        if extractor.name in results:
-            raise ValueError(f"two models share the name {extractor.name}")
-        results[extractor.name] = groups
+    for spec in tqdm([s for s in specs if s not in BASELINES], desc="models", disable=not progress):
+        name = method_name(spec)
+        if name in results:
+            raise ValueError(f"two models share the name {name}")
+        try:
+            results[name] = _time_model(spec, gray, keypoints, sift, repeats, device, sync)
+        except Exception as error:  # the model has no timings; the others go on
+            report.failure(f"timing {name}", error)
+            results[name] = {"all": {"failed": 1}}
+            continue
+        timings = results[name]["all"]
+        timings.update(compute_ratio=timings["compute_s"] / sift_s, end_to_end_ratio=timings["end_to_end_s"] / sift_e2e)
     data = {"image_shape": list(gray.shape), "keypoints": len(keypoints), "device": str(device),
             "torch_threads": torch.get_num_threads(), "repeats": repeats,
             "patch_extraction_s": extraction_s, "patch_extraction_ratio": extraction_s / sift_s}
     return results, data
+
+
+def _time_model(spec, gray, keypoints, sift, repeats, device, sync):
+    """{GROUP: timings} of one model: compute, network alone (fp32; fp16 on CUDA), end to end."""
+    extractor = DescDis(spec, device=device, detector=sift, max_keypoints=len(keypoints), half=False)
+    patches = extractor.extract_patches(gray, keypoints)
+    groups = {"all": {"compute_s": median_time(lambda: extractor.compute(gray, keypoints), repeats, sync),
+                      "patches_per_s": _patches_per_s(extractor, patches, repeats, sync),
+                      "end_to_end_s": median_time(lambda: extractor.detectAndCompute(gray), repeats, sync),
+                      "failed": 0}}
+    if device.type == "cuda":
+        half = DescDis(spec, device=device, half=True)
+        groups["fp16"] = {"patches_per_s": _patches_per_s(half, patches, repeats, sync)}
+    return groups
 
 
 def _patches_per_s(extractor, patches, repeats, sync):

@@ -56,6 +56,21 @@ def test_identical_descriptors_give_map_1(tmp_path):
     assert sizes == {"verification_pairs": 3000, "queries": 50, "distractors": 60, "patches": 3 * N_PATCHES}
 
 
+class Broken:
+    name = "broken"
+
+    def describe_patches(self, patches):
+        raise RuntimeError("out of memory")
+
+
+def test_a_failing_method_is_reported_and_the_others_go_on(tmp_path, capsys):
+    sequences = write_identical_patch_set(tmp_path)
+    results, _ = hp.evaluate(sequences, [Broken(), Raw()], n_pairs=300, n_queries=10, n_distractors=20, progress=False)
+    assert results["broken"] == {"all": {"failed": 1}}
+    assert results["raw"]["all"]["failed"] == 0 and results["raw"]["all"]["matching"] == pytest.approx(100)
+    assert "FAILED broken describing the patches: RuntimeError: out of memory" in capsys.readouterr().err
+
+
 def test_random_descriptors_give_chance_level(tmp_path):
     sequences = write_identical_patch_set(tmp_path)
     results, _ = hp.evaluate(sequences, [Random()], n_pairs=30000, n_queries=60, n_distractors=80, progress=False)

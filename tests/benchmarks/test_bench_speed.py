@@ -29,3 +29,12 @@ def test_command_line(tmp_path, random_checkpoint, capsys):
     doc = json.loads(out.read_text())
     assert doc["data"]["torch_threads"] == 1 and doc["data"]["image"] == str(image)
     assert "| tiny4 |" in capsys.readouterr().out
+
+
+def test_a_model_that_fails_is_reported(tmp_path, capsys):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    results, _ = speed.measure(speed.generated_image((120, 160)), ["sift", str(broken)], max_keypoints=50, repeats=1,
+                               device="cpu", progress=False)
+    assert results["broken"] == {"all": {"failed": 1}}
+    assert "FAILED timing broken" in capsys.readouterr().err
