@@ -52,8 +52,8 @@ class Handcrafted:
 class Learned:
     """A descplug model (shipped name or checkpoint path) through the DescDis facade."""
 
-    def __init__(self, spec, device="auto"):
-        self.model = DescDis(model=spec, device=device)
+    def __init__(self, spec, device="auto", detector="sift"):
+        self.model = DescDis(model=spec, device=device, detector=detector)  # the detector's magnification
         self.name = self.model.name
 
     def describe(self, image, keypoints):
@@ -62,7 +62,6 @@ class Learned:
             raise RuntimeError(f"{self.name} described {len(described)} of {len(keypoints)} keypoints")
         return np.asarray(desc, np.float32)
 
-    @torch.inference_mode()
     def describe_patches(self, patches):
         tensor = torch.from_numpy(np.ascontiguousarray(patches, np.float32))[:, None]
         return self.model.describe_patches(tensor).float().cpu().numpy()
@@ -85,9 +84,10 @@ def method_specs(baselines, models):
     return list(baselines) + [m for m in models if m]
 
 
-def load_methods(specs, device="auto"):
-    """One describer per spec; METHOD names must be unique."""
-    methods = [Handcrafted(spec) if spec in BASELINES else Learned(spec, device) for spec in specs]
+def load_methods(specs, device="auto", detector="sift"):
+    """One describer per spec (models take the patch magnification of `detector`); METHOD names must be
+    unique."""
+    methods = [Handcrafted(spec) if spec in BASELINES else Learned(spec, device, detector) for spec in specs]
     names = [m.name for m in methods]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -188,7 +188,7 @@ def read_scenes(args):
 def run(args, specs):
     scenes = read_scenes(args)
     device = resolve_device(args.device)
-    results = evaluate(scenes, load_methods(specs, device), args.detector, args.max_keypoints, args.ratio,
+    results = evaluate(scenes, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
                        args.estimator, args.threshold, device, progress=not args.no_progress)
     data = {"root": str(args.root), "scenes": {name: len(pairs) for name, pairs in scenes},
             "min_gap": args.min_gap, "max_gap": args.max_gap}

@@ -146,7 +146,7 @@ def add_arguments(parser):
 def run(args, specs):
     seqs = datasets.read_sequences(args.root, args.sequences)
     device = resolve_device(args.device)
-    results = evaluate(seqs, load_methods(specs, device), args.detector, args.max_keypoints, args.ratio,
+    results = evaluate(seqs, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
                        args.ransac_threshold, device, progress=not args.no_progress)
     data = {"root": str(args.root), "sequences": [s.name for s in seqs],
             "pairs": sum(len(s.homographies) for s in seqs)}
