@@ -123,7 +123,7 @@ def plot_bars(results, panels, title, path):
     _save(fig, path)
 
 
-def plot_curves(x, curves, panels, xlabel, ylabel, title, path):
+def plot_curves(x, curves, panels, xlabel, ylabel, title, path, ylim=None):
     """curves: {panel: {method: y values}}; one panel per name in panels."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.5), squeeze=False)
@@ -132,6 +132,7 @@ def plot_curves(x, curves, panels, xlabel, ylabel, title, path):
             ax.plot(x, y, marker="o", markersize=3, label=method)
         ax.set_title(panel)
         ax.set_xlabel(xlabel)
+        ax.set_ylim(ylim)
         ax.grid(linestyle="--", alpha=0.5)
     axes[0][0].set_ylabel(ylabel)
     axes[0][-1].legend(fontsize=8)

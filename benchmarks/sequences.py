@@ -130,7 +130,8 @@ def markdown_sections(results):
 def plot(results, path):
     panels = list(dict.fromkeys(g for groups in results.values() for g in groups))
     curves = {g: {m: groups[g]["mma"] for m, groups in results.items() if g in groups} for g in panels}
-    report.plot_curves(THRESHOLDS, curves, panels, "threshold (px)", "MMA", "Mean matching accuracy", path)
+    report.plot_curves(THRESHOLDS, curves, panels, "threshold (px)", "MMA", "Mean matching accuracy", path,
+                       ylim=(0, 1))
 
 
 def add_arguments(parser):
