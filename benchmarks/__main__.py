@@ -64,7 +64,7 @@ def main(argv=None):
         models = methods.shipped_names() if args.model is None else args.model
         specs = methods.method_specs(args.baselines, models)
         doc, sections = module.run(args, specs)
-    except ValueError as error:
+    except (ValueError, ImportError) as error:  # bad data, options or a missing optional dependency
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.json:

@@ -96,7 +96,7 @@ def pyplot():
     try:
         import matplotlib
     except ImportError:
-        raise RuntimeError("--plot needs matplotlib: pip install 'descplug[bench]'") from None
+        raise ImportError("--plot needs matplotlib: pip install 'descplug[bench]'") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -1,8 +1,10 @@
 import json
+import sys
 
 import pytest
 
 from benchmarks import report
+from benchmarks.__main__ import main
 
 RESULTS = {"a": {"all": {"x": 1.23456, "d": {"5": 50.0}, "n": 3}, "g": {"x": float("inf")}},
            "b": {"all": {"x": None, "d": {"5": 10.0}, "n": 4}}}
@@ -33,3 +35,9 @@ def test_by_group_keeps_groups_with_records():
     records = {"m": [(("v", "oxford"), 1.0), (("i",), 3.0)]}
     summary = report.by_group(records, ("all", "i", "v", "other", "oxford"), lambda rs: sum(rs) / len(rs) if rs else None)
     assert summary == {"m": {"all": 2.0, "i": 3.0, "v": 1.0, "oxford": 1.0}}
+
+
+def test_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    assert main(["sequences", "--root", str(tmp_path), "--plot", str(tmp_path / "p.png")]) == 2
+    assert "--plot needs matplotlib" in capsys.readouterr().err
