@@ -8,6 +8,7 @@ Descriptors are not written to the database: mapping never reads them (as in hlo
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -154,12 +155,18 @@ def read_model(path):
 
 
 def write_model(model, out_dir) -> tuple[Path, Path]:
-    """Write a model as binary files in `out_dir` and as text files in `out_dir/text`."""
+    """Write a model as binary files in `out_dir` and as text files in `out_dir/text`; each file is
+    written to a temporary folder first, then moved into place (never a half-written file)."""
     out_dir = Path(out_dir)
     text_dir = out_dir / "text"
     text_dir.mkdir(parents=True, exist_ok=True)
-    model.write_binary(out_dir)
-    model.write_text(text_dir)
+    with tempfile.TemporaryDirectory(dir=out_dir, prefix=".model-") as tmp:
+        model.write_binary(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            path.replace(out_dir / path.name)
+        model.write_text(tmp)
+        for path in sorted(Path(tmp).iterdir()):
+            path.replace(text_dir / path.name)
     return out_dir, text_dir
 
 

@@ -62,8 +62,10 @@ def camera_poses(num_views: int = NUM_VIEWS) -> list[tuple[np.ndarray, np.ndarra
 
 
 def _texture(name: str) -> np.ndarray:
-    from skimage import data  # bundled CC0 images; imported here as only the demo needs them
-
+    try:
+        from skimage import data  # bundled CC0 photographs; only the demo needs them
+    except ImportError:
+        raise ValueError("the demo textures come with scikit-image: pip install scikit-image") from None
     image = getattr(data, name)()
     image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image[:, :, ::-1]
     return image.astype(np.float32)

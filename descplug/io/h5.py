@@ -43,9 +43,12 @@ def pair_key(name0: str, name1: str) -> str:
 
 
 def check_names(names) -> None:
-    """Raise ValueError on duplicate names or names whose hloc pair keys collide (a/b.png, a-b.png)."""
+    """Raise ValueError on duplicate names, names whose hloc pair keys collide (a/b.png, a-b.png)
+    and names with white space (pairs files separate names by spaces)."""
     seen: dict[str, str] = {}
     for name in names:
+        if any(c.isspace() for c in name):
+            raise ValueError(f"image name {name!r} contains white space, which pairs files cannot hold; rename it")
         key = name.replace("/", "-")
         if key in seen:
             other = seen[key]

@@ -126,6 +126,8 @@ def test_colliding_names_are_rejected(tmp_path, random_student, make_images):
         check_names(["a-b.png", "a/b.png"])
     with pytest.raises(ValueError, match="duplicate image name 'x.png'"):
         check_names(["x.png", "x.png"])
+    with pytest.raises(ValueError, match="'my photo.png' contains white space"):
+        check_names(["my photo.png"])
     make_images(tmp_path / "images", ["a/b.png", "a-b.png"])
     with pytest.raises(pipeline.PipelineError, match="collide in hloc pair keys"):
         pipeline.extract(tmp_path / "images", tmp_path / "f.h5", model=random_student, device="cpu")

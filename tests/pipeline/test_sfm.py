@@ -133,3 +133,7 @@ def test_demo_command_with_an_official_student(shared_root, tmp_path, capsys):
     assert main(["demo", "--model", str(model), "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert text.count("registered 8/8") == 2
+    truth = {f"view_{i:02d}.png": pose for i, pose in enumerate(demo.camera_poses())}
+    for method in ("descplug", "baseline"):
+        errors = demo.pose_errors(colmap.camera_poses(colmap.read_model(tmp_path / method / "sfm")), truth)
+        assert len(errors["rotation_deg"]) == 8 and max(errors["rotation_deg"].values()) < 1.0
