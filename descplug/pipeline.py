@@ -151,7 +151,7 @@ def extract(image_dir, out, model=None, detector: str = "sift", max_keypoints: i
         names = list_images(image_dir, image_list)
     extractor = Extractor(model, detector, max_keypoints, resize_max, device, default_size)
     writer = H5Appender(out, FEATURE_KEYS)
-    config = dict(extractor.config(), keypoints_from=str(keypoints_from or ""), half=int(half))
+    config = dict(extractor.config(), keypoints_from=str(Path(keypoints_from).resolve()) if keypoints_from else "", half=int(half))
     _check_config(out, config, overwrite)
     _write_config(out, config)
     done = set() if overwrite else writer.done()
