@@ -34,8 +34,15 @@ def log_level(verbose: bool):
         pycolmap.logging.minloglevel = previous
 
 
+def check_camera_model(name: str) -> None:
+    models = [model for model in pycolmap.CameraModelId.__members__ if model != "INVALID"]
+    if name not in models:
+        raise ColmapError(f"unknown camera model {name!r}; COLMAP knows {', '.join(models)}")
+
+
 def create_database(db_path, image_dir, names, camera_model: str = "SIMPLE_RADIAL", single_camera: bool = False) -> dict[str, int]:
     """A new database holding the named images (cameras guessed from EXIF or size); returns name -> image id."""
+    check_camera_model(camera_model)
     db_path = Path(db_path)
     if db_path.exists():
         db_path.unlink()

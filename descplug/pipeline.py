@@ -325,6 +325,7 @@ def sfm(image_dir, out_dir, model=None, detector: str = "sift", max_keypoints: i
         camera_model: str = "SIMPLE_RADIAL", single_camera: bool = False, device: str = "auto",
         verbose: bool = False) -> tuple[list[Report], dict]:
     """extract -> pairs -> match -> reconstruct into `out_dir`; returns (stage reports, model stats)."""
+    colmap.check_camera_model(camera_model)
     out_dir = Path(out_dir)
     features, pairs_path, matches = out_dir / "features.h5", out_dir / "pairs.txt", out_dir / "matches.h5"
     reports = [extract(image_dir, features, model, detector, max_keypoints, resize_max, device=device)]

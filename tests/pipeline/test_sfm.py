@@ -63,6 +63,13 @@ def test_skip_verification_and_triangulation(scene, sift_run, tmp_path):
         np.testing.assert_allclose(t, reference[name][1], atol=1e-9)
 
 
+def test_unknown_camera_model_is_a_clear_error(scene, tmp_path, capsys):
+    images, _ = scene
+    assert main(["sfm", str(images), "--out", str(tmp_path), "--camera-model", "PINHOLEX"]) == 2
+    assert "unknown camera model 'PINHOLEX'; COLMAP knows SIMPLE_PINHOLE, PINHOLE" in capsys.readouterr().err
+    assert not (tmp_path / "features.h5").exists()
+
+
 def test_relative_pose_of_synthetic_points():
     rng = np.random.default_rng(0)
     points = rng.uniform(-1, 1, (100, 3)) + [0, 0, 5]
