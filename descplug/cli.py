@@ -218,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", default="auto", choices=["auto", "exhaustive", "sequential", "retrieval"],
                    help="auto: exhaustive up to 50 images, else retrieval")
     p.add_argument("--k", type=int, default=20, help="neighbours for sequential/retrieval pairs")
-    p.add_argument("--ratio", type=float, default=None, help="Lowe's ratio test threshold")
+    p.add_argument("--ratio", type=float, default=None,
+                   help="Lowe's ratio test threshold (default: 0.8 for --model sift, none for networks)")
     p.add_argument("--camera-model", default="SIMPLE_RADIAL")
     p.add_argument("--single-camera", action="store_true")
     p.add_argument("--device", default="auto")

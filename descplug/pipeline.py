@@ -35,6 +35,7 @@ log = logging.getLogger("descplug")
 
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp"}
 SIFT_BASELINE = "sift"
+SIFT_RATIO = 0.8
 EXHAUSTIVE_UP_TO = 50
 RETRIEVAL_K = 20
 
@@ -324,13 +325,17 @@ def sfm(image_dir, out_dir, model=None, detector: str = "sift", max_keypoints: i
         resize_max: int | None = 1600, pairing: str = "auto", k: int = RETRIEVAL_K, ratio: float | None = None,
         camera_model: str = "SIMPLE_RADIAL", single_camera: bool = False, device: str = "auto",
         verbose: bool = False) -> tuple[list[Report], dict]:
-    """extract -> pairs -> match -> reconstruct into `out_dir`; returns (stage reports, model stats)."""
+    """extract -> pairs -> match -> reconstruct into `out_dir`; returns (stage reports, model stats).
+    Matching is mutual nearest neighbour, with Lowe's ratio test at `ratio`; for the SIFT baseline
+    `ratio` defaults to 0.8 (as in COLMAP and hloc), for networks to none."""
     colmap.check_camera_model(camera_model)
     out_dir = Path(out_dir)
     features, pairs_path, matches = out_dir / "features.h5", out_dir / "pairs.txt", out_dir / "matches.h5"
     reports = [extract(image_dir, features, model, detector, max_keypoints, resize_max, device=device)]
     pairs = make_pairs(features, pairs_path, pairing, k)
     log.info("pairs: %d (%s)", len(pairs), pairing)
+    if ratio is None and model == SIFT_BASELINE:
+        ratio = SIFT_RATIO
     reports.append(match(features, pairs_path, matches, ratio=ratio, device=device))
     stats = reconstruct(image_dir, features, matches, pairs_path, out_dir / "sfm", camera_model, single_camera,
                         verbose=verbose)
