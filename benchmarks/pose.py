@@ -4,8 +4,9 @@ Protocol (as SuperGlue / LoFTR report it): keypoints from one detector (default 
 response) are detected once per image and described by every method; matches are mutual nearest
 neighbours (optionally with Lowe's ratio test); the essential matrix is fitted with RANSAC on
 intrinsics-normalised points (OpenCV ``findEssentialMat``, threshold in pixels divided by the mean
-focal length, confidence 0.99999, ``recoverPose`` on each candidate, the one with most inliers
-kept; or pycolmap's estimator through ``descplug.colmap``). The pose error of a pair is
+focal length, confidence 0.99999, at most 1000 iterations as SuperGlue (``--ransac-iterations``),
+``recoverPose`` on each candidate, the one with most inliers kept; or pycolmap's estimator through
+``descplug.colmap``). The pose error of a pair is
 max(rotation error, translation-direction error) in degrees, the translation error taken up to sign
 (an essential matrix fixes t only up to sign); a pair without a pose (fewer than 5 matches, no
 model) or that failed has an infinite error. AUC of the recall-vs-error curve up to 5, 10 and 20
@@ -27,6 +28,7 @@ from .methods import detect_and_describe, load_methods
 
 AUC_THRESHOLDS = (5, 10, 20)
 MIN_MATCHES = 5
+OPENCV_ITERATIONS = 1000  # findEssentialMat's default, as SuperGlue evaluates
 
 
 def normalise(points, K):
@@ -34,14 +36,14 @@ def normalise(points, K):
     return cv2.undistortPoints(np.asarray(points, np.float64).reshape(-1, 1, 2), K, None).reshape(-1, 2)
 
 
-def estimate_pose_opencv(points0, points1, K0, K1, threshold=1.0, confidence=0.99999):
-    """(R, t) of image 1 relative to image 0 from pixel matches, or None."""
+def estimate_pose_opencv(points0, points1, K0, K1, threshold=1.0, iterations=None, confidence=0.99999):
+    """(R, t) of image 1 relative to image 0 from pixel matches, or None (iterations: RANSAC's cap)."""
     if len(points0) < MIN_MATCHES:
         return None
     n0, n1 = normalise(points0, K0), normalise(points1, K1)
     focal = np.mean([K0[0, 0], K0[1, 1], K1[0, 0], K1[1, 1]])
     E, mask = cv2.findEssentialMat(n0, n1, np.eye(3), method=cv2.RANSAC, prob=confidence,
-                                   threshold=threshold / focal)
+                                   threshold=threshold / focal, maxIters=iterations or OPENCV_ITERATIONS)
     if E is None:
         return None
     best = None
@@ -52,8 +54,9 @@ def estimate_pose_opencv(points0, points1, K0, K1, threshold=1.0, confidence=0.9
     return best[1], best[2]
 
 
-def estimate_pose_pycolmap(points0, points1, K0, K1, threshold=1.0):
-    """(R, t) from pycolmap's essential-matrix RANSAC (through descplug.colmap), or None."""
+def estimate_pose_pycolmap(points0, points1, K0, K1, threshold=1.0, iterations=None):
+    """(R, t) from pycolmap's essential-matrix LO-RANSAC (through descplug.colmap), or None.
+    `iterations` is the opencv estimator's option: evaluate() refuses it for this one."""
     pose = colmap.relative_pose(points0, points1, K0, K1, max_error=threshold)
     return None if pose is None else pose[:2]
 
@@ -107,9 +110,11 @@ FAILED = {"error": np.inf, "matches": 0, "failed": True}
 
 
 def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
-             threshold=1.0, device="cpu", progress=True):
+             threshold=1.0, iterations=None, device="cpu", progress=True):
     """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}."""
     estimate = ESTIMATORS[estimator]
+    if estimator != "opencv" and iterations is not None:
+        raise ValueError("--ransac-iterations is an option of --estimator opencv only")
     records = {m.name: [] for m in methods}  # ((group,), record)
     for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
         paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
@@ -126,7 +131,8 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                 try:
                     matches0, _ = match_descriptors(desc0, desc1, mutual=True, ratio=ratio, device=device)
                     pairs01 = matches_to_pairs(matches0)
-                    pose = estimate(points0[pairs01[:, 0]], points1[pairs01[:, 1]], pair.K0, pair.K1, threshold)
+                    pose = estimate(points0[pairs01[:, 0]], points1[pairs01[:, 1]], pair.K0, pair.K1, threshold,
+                                    iterations)
                     error = np.inf if pose is None else pose_error(*pose, pair.R, pair.t)
                     record = {"error": error, "matches": len(pairs01), "failed": False}
                 except Exception as error:
@@ -136,11 +142,12 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
     return report.by_group(records, ["all"] + [group for group, _ in scenes], summarise)
 
 
-def protocol_text(detector, max_keypoints, ratio, estimator, threshold):
+def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iterations):
     matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
+    cap = f", at most {iterations or OPENCV_ITERATIONS} iterations" if estimator == "opencv" else ""
     return (f"Relative pose; {detector} keypoints (top {max_keypoints} by response) detected once and "
             f"described by every method; {matcher}; essential matrix by {estimator} RANSAC "
-            f"({threshold} px, normalised by the mean focal length); error = max(rotation, translation "
+            f"({threshold} px, normalised by the mean focal length{cap}); error = max(rotation, translation "
             f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error.")
 
 
@@ -175,6 +182,9 @@ def add_arguments(parser):
     parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="opencv",
                         help="essential-matrix RANSAC (default: opencv)")
     parser.add_argument("--threshold", type=float, default=1.0, help="RANSAC threshold in pixels (default: 1)")
+    parser.add_argument("--ransac-iterations", type=int,
+                        help=f"iteration cap of the opencv RANSAC (default: {OPENCV_ITERATIONS}, OpenCV's and "
+                             "SuperGlue's; low-inlier pairs need more)")
 
 
 def read_scenes(args):
@@ -189,8 +199,10 @@ def run(args, specs):
     scenes = read_scenes(args)
     device = resolve_device(args.device)
     results = evaluate(scenes, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
-                       args.estimator, args.threshold, device, progress=not args.no_progress)
+                       args.estimator, args.threshold, args.ransac_iterations, device,
+                       progress=not args.no_progress)
     data = {"root": str(args.root), "scenes": {name: len(pairs) for name, pairs in scenes},
             "min_gap": args.min_gap, "max_gap": args.max_gap}
-    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.estimator, args.threshold)
+    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.estimator, args.threshold,
+                             args.ransac_iterations)
     return report.document("pose", protocol, data, results), markdown_sections(results)

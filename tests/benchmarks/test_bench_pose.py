@@ -51,6 +51,13 @@ def test_estimators_recover_an_exact_pose(estimator):
     assert pose.ESTIMATORS[estimator](points0[:4], points1[:4], K0, K1) is None
 
 
+def test_iteration_cap_is_an_opencv_option():
+    points0, points1, K0, K1, R, t = synthetic_views()
+    assert pose.pose_error(*pose.estimate_pose_opencv(points0, points1, K0, K1, iterations=50), R, t) < 0.1
+    with pytest.raises(ValueError, match="opencv only"):
+        pose.evaluate([], [], estimator="pycolmap", iterations=100)
+
+
 def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
     root, _ = rendered_scene
     scene = datasets.read_pose_scenes(root)[0]
