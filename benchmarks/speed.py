@@ -1,11 +1,11 @@
 """Task ``speed``: descriptor time against OpenCV SIFT, measured in one run on one image.
 
 On the same grey uint8 image and the same SIFT keypoints (top 4000 by response, contrast threshold
-0.03; the same detector object serves every end-to-end run): OpenCV SIFT
-``compute()``, descplug patch extraction alone, and ``DescDis.compute()`` of every model, as ratios
-to SIFT; the network alone in patches per second (fp32, and fp16 on CUDA); and per-image end to end
-(detect + extract + describe, ``DescDis.detectAndCompute``) against OpenCV SIFT
-``detectAndCompute``. Each time is the median of several repeats after one warm-up run.
+0.03; the same detector object serves every end-to-end run): OpenCV SIFT ``compute()``, descplug
+patch extraction alone, and ``DescDis.compute()`` of every model, as ratios to SIFT; the network
+alone in patches per second (fp32, and fp16 on CUDA); and per-image end to end (detect + extract +
+describe, ``DescDis.detectAndCompute``) against OpenCV SIFT ``detectAndCompute``. Each time is the
+median of several repeats after one warm-up run.
 """
 
 import statistics
