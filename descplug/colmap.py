@@ -41,7 +41,8 @@ def check_camera_model(name: str) -> None:
 
 
 def create_database(db_path, image_dir, names, camera_model: str = "SIMPLE_RADIAL", single_camera: bool = False) -> dict[str, int]:
-    """A new database holding the named images (cameras guessed from EXIF or size); returns name -> image id."""
+    """A new database holding the named images (cameras guessed from EXIF or size); returns
+    (name -> image id, name -> (width, height) as COLMAP reads the image)."""
     check_camera_model(camera_model)
     db_path = Path(db_path)
     if db_path.exists():
@@ -56,11 +57,13 @@ def create_database(db_path, image_dir, names, camera_model: str = "SIMPLE_RADIA
     except (RuntimeError, ValueError) as error:
         raise ColmapError(f"importing images from {image_dir} into {db_path} failed: {error}") from None
     with _database(db_path) as db:
-        ids = {image.name: image.image_id for image in db.read_all_images()}
+        images = db.read_all_images()
+        ids = {image.name: image.image_id for image in images}
+        sizes = {image.name: (db.read_camera(image.camera_id).width, db.read_camera(image.camera_id).height) for image in images}
     missing = sorted(set(names) - set(ids))
     if missing:
         raise ColmapError(f"COLMAP could not import {len(missing)} image(s) from {image_dir}, e.g. {missing[:3]}")
-    return ids
+    return ids, sizes
 
 
 @contextlib.contextmanager

@@ -271,8 +271,13 @@ def build_database(image_dir, features, matches, pairs_path, db_path, camera_mod
     _check_pair_names(pairs, features, pairs_path)
     names = feature_names(features)
     _check_images(image_dir, names)
-    ids = colmap.create_database(db_path, image_dir, names, camera_model, single_camera)
+    ids, colmap_sizes = colmap.create_database(db_path, image_dir, names, camera_model, single_camera)
     with open_h5(features) as fd:
+        wrong = [(n, tuple(fd[n]["image_size"][()].tolist()), colmap_sizes[n]) for n in names
+                 if tuple(fd[n]["image_size"][()]) != colmap_sizes[n]]
+        if wrong:
+            raise PipelineError(f"{features}: image sizes differ from what COLMAP reads (EXIF rotation? another "
+                                f"image folder?), e.g. {wrong[0][0]}: features {wrong[0][1]}, COLMAP {wrong[0][2]}")
         colmap.write_keypoints(db_path, ids, ((n, read_features(fd, n)["keypoints"]) for n in names))
     with open_h5(matches) as fd:
         missing = []

@@ -63,6 +63,21 @@ def test_skip_verification_and_triangulation(scene, sift_run, tmp_path):
         np.testing.assert_allclose(t, reference[name][1], atol=1e-9)
 
 
+def test_images_changed_since_extraction_are_a_clear_error(scene, sift_run, tmp_path, capsys):
+    import shutil
+
+    import cv2
+
+    images, _ = scene
+    out, _, _ = sift_run
+    shutil.copytree(images, tmp_path / "images")
+    rotated = cv2.rotate(cv2.imread(str(images / "view_03.png")), cv2.ROTATE_90_CLOCKWISE)
+    cv2.imwrite(str(tmp_path / "images" / "view_03.png"), rotated)
+    files = [str(tmp_path / "images"), str(out / "features.h5"), str(out / "matches.h5"), str(out / "pairs.txt")]
+    assert main(["reconstruct", *files, "--out", str(tmp_path / "sfm")]) == 2
+    assert "view_03.png: features (640, 480), COLMAP (480, 640)" in capsys.readouterr().err
+
+
 def test_unknown_camera_model_is_a_clear_error(scene, tmp_path, capsys):
     images, _ = scene
     assert main(["sfm", str(images), "--out", str(tmp_path), "--camera-model", "PINHOLEX"]) == 2
