@@ -196,14 +196,17 @@ def split_rows(pairs: PairSet, teachers: dict[str, torch.Tensor], val_fraction: 
     is_val = np.isin(pairs.tracks, val.tracks)
     train_rows, val_rows = np.flatnonzero(~is_val), np.flatnonzero(is_val)[:max_val]
     n = len(pairs)
-    reference = {name: top1(out[val_rows], out[n + val_rows]) for name, out in teachers.items()}
+    val_tracks = torch.from_numpy(pairs.tracks[val_rows])
+    reference = {name: top1(out[val_rows], out[n + val_rows], val_tracks) for name, out in teachers.items()}
     train_teachers = {name: torch.cat([out[:n][train_rows], out[n:][train_rows]]) for name, out in teachers.items()}
     return pairs.subset(train_rows), pairs.subset(val_rows), train_teachers, reference
 
 
-def top1(anchors: torch.Tensor, positives: torch.Tensor) -> float:
-    """Fraction of anchors whose nearest positive (cosine) is their own."""
-    return float(((anchors @ positives.t()).argmax(dim=1).cpu() == torch.arange(len(anchors))).float().mean())
+def top1(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> float:
+    """Fraction of anchors whose nearest positive (cosine) shows the same track. A track has one
+    pair per warp, so the positive of another warp of the same keypoint counts as a hit."""
+    nearest = (anchors @ positives.t()).argmax(dim=1).cpu()
+    return float((tracks[nearest] == tracks).float().mean())
 
 
 @torch.no_grad()
@@ -215,7 +218,7 @@ def validate(model, val: PairSet, device) -> float:
     a = torch.cat([model(x.to(device)) for x in batch.anchors.split(1024)])
     p = torch.cat([model(x.to(device)) for x in batch.positives.split(1024)])
     model.train(was_training)
-    return top1(a, p)
+    return top1(a, p, torch.from_numpy(val.tracks))
 
 
 # --------------------------------------------------------------------------- the run

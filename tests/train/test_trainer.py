@@ -91,3 +91,15 @@ def test_teacher_outputs_stay_aligned_with_training_pairs():
     expected = train_pairs.patches().flatten(1)[:, :8]
     assert torch.equal(teachers["copy"], expected)
     assert set(reference) == {"copy"}
+
+
+def test_top1_counts_another_warp_of_the_same_track_as_a_hit():
+    import torch
+
+    from descplug.train.trainer import top1
+
+    e = torch.eye(4)
+    anchors = torch.stack([e[0], e[0], e[1], e[2]])  # rows 0 and 1: two warps of track 7
+    positives = torch.stack([e[0], e[3], e[1], e[1]])  # row 3's nearest positive is row 2 (track 9)
+    tracks = torch.tensor([7, 7, 9, 5])
+    assert top1(anchors, positives, tracks) == 0.75
