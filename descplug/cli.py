@@ -264,6 +264,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as error:
         print(f"descplug {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"descplug {args.command}: interrupted; finished work is kept in the output files", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -36,3 +36,14 @@ def test_describe_bad_image_reports_and_writes_nothing(tmp_path, checkpoint, cap
     assert code == 2
     assert "cannot decode image file" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == [tmp_path / "bad.png"]
+
+
+def test_interrupt_is_a_message_not_a_traceback(monkeypatch, capsys, tmp_path):
+    import descplug.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_describe", interrupted)
+    assert cli.main(["describe", "x.png", "--out", str(tmp_path / "d.npz")]) == 130
+    assert "interrupted" in capsys.readouterr().err
