@@ -45,7 +45,7 @@ def run(models: list[str], baselines: str, out: Path, tasks) -> tuple[dict, dict
     for task in tasks:
         args, metric = TASKS[task]
         path = out / (task.split()[0].lower() + ".json")
-        cmd = [sys.executable, "-m", "benchmarks", *args, "--baselines", baselines, "--threads", "2",
+        cmd = [sys.executable, "-m", "benchmarks", *args, "--baselines", baselines, "--threads", "1",
                "--no-progress", "--json", str(path)]
         for model in models:
             cmd += ["--model", model]
