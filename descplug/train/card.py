@@ -70,6 +70,7 @@ def render_card(card: dict) -> str:
              "| | |", "|---|---|"]
     rows = [("architecture", card.get("architecture")), ("parameters", card.get("parameters")),
             ("MACs per patch", card.get("macs_per_patch")), ("descriptor size", card.get("descriptor_size")),
+            ("patch magnification (training)", card.get("magnification")),
             ("teachers", ", ".join(card.get("teachers", [])) or "none"), ("losses", card.get("losses")),
             ("training data", card.get("data")), ("steps", card.get("steps")),
             ("batch size", card.get("batch_size")), ("wall time", _duration(card.get("wall_time_s"))),

@@ -321,6 +321,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
 
 def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: float, val_acc: float,
                  n_val: int, reference: dict[str, float]) -> Path:
+    from descplug.detectors import MAGNIFICATION
     from descplug.models.zoo import save_checkpoint
 
     loss_cfg = config["loss"]
@@ -332,6 +333,7 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "parameters": count_parameters(model),
         "macs_per_patch": count_macs(model),
         "descriptor_size": model.descriptor_size,
+        "magnification": dict(MAGNIFICATION),
         "teachers": [f"{n}: {config['teachers'][n]}" for n in used_teachers(loss_cfg)],
         "losses": ", ".join(f"{k} x{v['weight']} {({a: b for a, b in v.items() if a != 'weight'})}"
                             for k, v in active.items()),
