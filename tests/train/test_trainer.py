@@ -20,6 +20,7 @@ def tiny_config(tmp_path, texture):
     teacher = save_checkpoint(DesDisNet(width=4).eval(), tmp_path / "teacher.pt", meta={})
     config = {
         "name": "tiny",
+        "threads": 1,
         "data": {"sources": [{"kind": "warp", "images": [str(tmp_path / "*.png")], "warps_per_image": 2,
                               "keypoints_per_image": 150}],
                  "cache_dir": str(tmp_path / "cache"), "max_val": 50, "val_fraction": 0.1},
