@@ -223,7 +223,7 @@ class WarpConfig:
     max_rotation: float = 25.0  # degrees
     scale_range: tuple[float, float] = (0.6, 1.6)
     max_anisotropy: float = 1.3
-    max_perspective: float = 0.3  # corner displacement of the perspective part, fraction of size
+    max_perspective: float = 0.3  # the homography's w = 1 + p.x varies by up to this across the image
     brightness: float = 0.1
     contrast: tuple[float, float] = (0.7, 1.3)
     gamma: tuple[float, float] = (0.7, 1.4)
@@ -285,7 +285,7 @@ def photometric(image: np.ndarray, cfg: WarpConfig, rng: np.random.Generator) ->
     out = np.clip(out + rng.normal(0, rng.uniform(0, cfg.max_noise), out.shape).astype(np.float32), 0, 1)
     if rng.random() < cfg.jpeg_prob:
         quality = int(rng.integers(cfg.jpeg_quality[0], cfg.jpeg_quality[1] + 1))
-        ok, buf = cv2.imencode(".jpg", np.round(out * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        _, buf = cv2.imencode(".jpg", np.round(out * 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
         out = cv2.imdecode(buf, cv2.IMREAD_GRAYSCALE).astype(np.float32) / 255.0
     return out.astype(np.float32)
 

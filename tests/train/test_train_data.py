@@ -1,5 +1,4 @@
 """Training pair sources and the batch sampler, on fixtures written by the tests."""
-import math
 
 import cv2
 import numpy as np
