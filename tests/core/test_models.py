@@ -136,3 +136,23 @@ def test_every_shared_teacher_loads_and_matches_an_independent_computation(share
                 expected = tfeat_reference(state, x)
         torch.testing.assert_close(out, expected, atol=1e-4, rtol=1e-4, msg=f"{path.name}")
         assert out.shape == (4, 128)
+
+
+def test_every_shipped_model_loads_and_has_a_model_card():
+    from descplug.models import default_model_name, model_card, shipped_models
+
+    shipped = shipped_models()
+    assert default_model_name() in shipped
+    for name, path in shipped.items():
+        card = model_card(name)
+        assert card["name"] == name and card["recipe"].startswith("descplug train --config weights/recipes/")
+        assert path.with_suffix(".md").is_file()
+        model = load_model(name)
+        assert model(patches(2)).shape == (2, model.descriptor_size)
+
+
+def test_descdis_without_a_model_uses_the_default_student():
+    from descplug import DescDis
+    from descplug.models import default_model_name
+
+    assert DescDis(device="cpu").name == default_model_name()

@@ -6,7 +6,6 @@ import pytest
 
 from descplug import colmap, demo, pipeline
 from descplug.cli import main
-from descplug.models import default_model_name
 from descplug.pairs import exhaustive, read_pairs
 
 
@@ -101,15 +100,7 @@ def test_relative_pose_of_synthetic_points():
     np.testing.assert_allclose(t, t_rel / np.linalg.norm(t_rel), atol=1e-4)
 
 
-def default_model_or_skip():
-    try:
-        return default_model_name()
-    except ValueError as error:
-        pytest.skip(f"no shipped default student yet: {error}")
-
-
 def test_rendered_scene_with_the_default_student(scene, tmp_path):
-    default_model_or_skip()
     images, truth = scene
     _, stats = pipeline.sfm(images, tmp_path, device="cpu")
     errors = demo.pose_errors(colmap.camera_poses(stats["model"]), truth)
@@ -123,7 +114,6 @@ def test_rendered_scene_with_the_default_student(scene, tmp_path):
 @pytest.mark.parametrize("model", ["default", "desdis-official/DesDis-8.pth"])
 def test_sfm_registers_every_image_of_the_shared_sets(shared_root, dataset, model, tmp_path, capsys):
     if model == "default":
-        default_model_or_skip()
         model_args = []
     else:
         model_args = ["--model", str(shared_root / "teachers" / model)]
