@@ -51,7 +51,8 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"CPU {cpu}, {torch.get_num_threads()} threads of {os.cpu_count()} cores"
+    threads = torch.get_num_threads()
+    return f"CPU {cpu}, {threads} torch thread{'s' if threads > 1 else ''} of {os.cpu_count()} cores"
 
 
 def write_card(path: str | Path, card: dict) -> None:
