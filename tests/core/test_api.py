@@ -167,3 +167,12 @@ def test_unknown_detector(checkpoint, texture):
 def test_bad_mask(dd, texture):
     with pytest.raises(ValueError, match="mask shape"):
         dd.detectAndCompute(texture, np.ones((3, 3), np.uint8))
+
+
+def test_half_precision_network_agrees_with_float(checkpoint, texture):
+    """half=True (the CUDA default) runs the network in fp16; descriptors stay within 0.999 cosine."""
+    kps = cv2.SIFT_create(300).detect(texture)
+    full = DescDis(checkpoint, device="cpu").compute(texture, kps)[1]
+    half = DescDis(checkpoint, device="cpu", half=True).compute(texture, kps)[1]
+    assert half.dtype == np.float32
+    assert (full * half).sum(1).min() > 0.999
