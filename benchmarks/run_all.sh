@@ -8,7 +8,7 @@
 #
 # Environment: SHARED (default ../shared), PYTHON (default .venv/bin/python).
 # Writes OUT/<task>.{json,md,png}, OUT/commands.txt (each command and its wall time) and OUT/RESULTS.md
-# (all tables); about 25 minutes on 2 busy CPU cores with 8 methods.
+# (all tables); 20 minutes with 9 methods on 2 shared CPU cores (see benchmarks/RESULTS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-outputs/benchmarks}
