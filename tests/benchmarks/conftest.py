@@ -1,15 +1,5 @@
 """Fixtures of the benchmark tests (session-scoped: a tiny checkpoint and a rendered posed scene)."""
-import sys
-from pathlib import Path
-
 import pytest
-
-# `benchmarks` is a package of the checkout that the editable install may not map, and pytest puts
-# tests/ (holding the namespace folder tests/benchmarks) on sys.path: with the checkout on sys.path the
-# real package wins, under `.venv/bin/pytest` as under `python -m pytest`.
-CHECKOUT = str(Path(__file__).resolve().parents[2])
-if CHECKOUT not in sys.path:
-    sys.path.insert(0, CHECKOUT)
 
 from bench_fixtures import write_strecha_camera
 from descplug import demo
