@@ -15,7 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from . import colmap, pipeline
+from . import alignment, colmap, pipeline
+from .alignment import rotation_alignment, umeyama
 from .io.h5 import open_h5
 
 WIDTH, HEIGHT, FOCAL = 640, 480, 700.0
@@ -110,11 +111,6 @@ def write_scene(out_dir, num_views: int = NUM_VIEWS, seed: int = 0) -> dict[str,
     return truth
 
 
-def _project_rotation(M: np.ndarray) -> np.ndarray:
-    U, _, Vt = np.linalg.svd(M)
-    return U @ np.diag([1, 1, np.linalg.det(U @ Vt)]) @ Vt
-
-
 def _angle(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1))))
 
@@ -126,18 +122,14 @@ def pose_errors(estimated: dict, truth: dict) -> dict:
     names = sorted(set(estimated) & set(truth))
     if len(names) < 3:
         return {"rotation_deg": {}, "centre": {}}
-    align = _project_rotation(sum(truth[n][0].T @ estimated[n][0] for n in names))
-    rotation = {n: _angle(estimated[n][0] @ align.T @ truth[n][0].T) for n in names}
-    src = np.array([-estimated[n][0].T @ estimated[n][1] for n in names])
-    dst = np.array([-truth[n][0].T @ truth[n][1] for n in names])
-    src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
-    U, S, Vt = np.linalg.svd(dst_c.T @ src_c)
-    D = np.diag([1, 1, np.sign(np.linalg.det(U @ Vt))])
-    A = U @ D @ Vt
-    scale = np.trace(np.diag(S) @ D) / (src_c**2).sum()
-    aligned = scale * src_c @ A.T + dst.mean(0)
+    align = rotation_alignment([estimated[n][0] for n in names], [truth[n][0] for n in names])
+    rotation = {n: _angle(estimated[n][0] @ align @ truth[n][0].T) for n in names}
+    src = np.array([alignment.centre(*estimated[n]) for n in names])
+    dst = np.array([alignment.centre(*truth[n]) for n in names])
+    scale, R, t = umeyama(src, dst)
     extent = np.linalg.norm(dst.max(0) - dst.min(0))
-    centre = {n: float(np.linalg.norm(a - d) / extent) for n, a, d in zip(names, aligned, dst)}
+    aligned = scale * src @ R.T + t
+    centre = {n: float(np.linalg.norm(a - b) / extent) for n, a, b in zip(names, aligned, dst)}
     return {"rotation_deg": rotation, "centre": centre}
 
 
