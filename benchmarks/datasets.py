@@ -233,21 +233,30 @@ def _images(folder):
     return images
 
 
-def read_imc_scene(folder, name=None):
-    """IMC phototourism layout: ``calibration_<stem>.h5`` with K, R, T (world to camera)."""
-    import h5py
-
+def _posed_scene(folder, name, camera_path, read_camera):
+    """Images of `folder/images` with one camera file each (`camera_path(folder, image)`)."""
     folder = Path(folder)
     images, cameras = _images(folder), {}
     for image in images:
-        path = folder / "calibration" / f"calibration_{image.stem}.h5"
+        path = camera_path(folder, image)
         if not path.exists():
-            raise ValueError(f"{folder}: image {image.name} has no {path.name}")
-        with h5py.File(path, "r") as f:
-            cameras[image.name] = Camera(np.asarray(f["K"], np.float64).reshape(3, 3),
-                                         np.asarray(f["R"], np.float64).reshape(3, 3),
-                                         np.asarray(f["T"], np.float64).reshape(3))
+            raise ValueError(f"{folder}: image {image.name} has no {path.name} in {path.parent}")
+        cameras[image.name] = read_camera(path)
     return PoseScene(name or folder.name, images, cameras)
+
+
+def read_imc_camera(path):
+    """IMC phototourism calibration file: K, R, T (world to camera)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        return Camera(np.asarray(f["K"], np.float64).reshape(3, 3), np.asarray(f["R"], np.float64).reshape(3, 3),
+                      np.asarray(f["T"], np.float64).reshape(3))
+
+
+def read_imc_scene(folder, name=None):
+    """IMC phototourism layout: ``calibration/calibration_<stem>.h5`` beside ``images/``."""
+    return _posed_scene(folder, name, lambda f, image: f / "calibration" / f"calibration_{image.stem}.h5", read_imc_camera)
 
 
 def read_strecha_camera(path):
@@ -261,14 +270,8 @@ def read_strecha_camera(path):
 
 
 def read_strecha_scene(folder, name=None):
-    folder = Path(folder)
-    images, cameras = _images(folder), {}
-    for image in images:
-        path = folder / "cameras" / f"{image.name}.txt"
-        if not path.exists():
-            raise ValueError(f"{folder}: image {image.name} has no cameras/{path.name}")
-        cameras[image.name] = read_strecha_camera(path)
-    return PoseScene(name or folder.name, images, cameras)
+    """Strecha layout: ``cameras/<image name>.txt`` beside ``images/``."""
+    return _posed_scene(folder, name, lambda f, image: f / "cameras" / f"{image.name}.txt", read_strecha_camera)
 
 
 def read_pose_scenes(root, names=None):
