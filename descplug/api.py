@@ -63,7 +63,8 @@ class DescDis:
 
     # -- the cv2.Feature2D descriptor interface -------------------------------------------------
     def compute(self, image, keypoints, descriptors=None):
-        """Describe `keypoints` in `image`: returns (keypoints as given, float32 (N, D) unit rows)."""
+        """Describe `keypoints` in `image`: returns (keypoints as given, float32 (N, D) unit rows).
+        `descriptors` mirrors OpenCV's output argument and is not read."""
         gray = load_image(image)
         array = as_keypoint_array(keypoints, default_size=self.default_size)
         return keypoints, self._describe(gray, array)
@@ -71,7 +72,9 @@ class DescDis:
     def detect(self, image, mask=None):
         return tuple(detect(image, self.detector, self.max_keypoints, mask))
 
-    def detectAndCompute(self, image, mask=None, descriptors=None, useProvidedKeypoints=False):  # noqa: N802
+    def detectAndCompute(self, image, mask=None, descriptors=None):  # noqa: N802
+        """Detect with this extractor's detector and describe: (tuple of cv2.KeyPoint, float32 (N, D)).
+        `descriptors` mirrors OpenCV's output argument and is not read."""
         gray = load_image(image)
         keypoints = tuple(detect(gray, self.detector, self.max_keypoints, mask))
         return keypoints, self._describe(gray, as_keypoint_array(list(keypoints), self.default_size))
