@@ -190,6 +190,15 @@ def model_stats(model) -> dict:
     }
 
 
+def tracks(model) -> tuple[dict[int, str], list[list[tuple[int, int]]]]:
+    """Image names and the tracks of the 3D points, in point-id order (the order of ``points3D.txt``):
+    ``({image_id: name}, [[(image_id, point2D_idx), ...] per 3D point])``."""
+    names = {image_id: image.name for image_id, image in model.images.items()}
+    points = model.points3D
+    return names, [[(e.image_id, e.point2D_idx) for e in points[point_id].track.elements]
+                   for point_id in sorted(points)]
+
+
 def camera_poses(model) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Registered image name -> (R (3, 3), t (3,)), world-to-camera."""
     poses = {}

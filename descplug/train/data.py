@@ -367,23 +367,6 @@ def warp_pairs(images: Sequence[str], warps_per_image: int = 10, keypoints_per_i
 
 # --------------------------------------------------------------------------- SfM tracks
 
-def read_colmap_tracks(text_dir: str | Path) -> tuple[dict[int, str], list[list[tuple[int, int]]]]:
-    """Image names and tracks of a COLMAP text model (``images.txt``, ``points3D.txt``):
-    ``({image_id: name}, [[(image_id, point2D_idx), ...] per 3D point])``."""
-    text_dir = Path(text_dir)
-    names = {}
-    lines = [line for line in (text_dir / "images.txt").read_text().splitlines() if not line.startswith("#")]
-    for line in lines[::2]:  # two lines per image: pose and name, then its (maybe empty) 2D points
-        fields = line.split()
-        names[int(fields[0])] = " ".join(fields[9:])
-    tracks = []
-    for line in (text_dir / "points3D.txt").read_text().splitlines():
-        if line and not line.startswith("#"):
-            track = [int(v) for v in line.split()[8:]]
-            tracks.append(list(zip(track[0::2], track[1::2])))
-    return names, tracks
-
-
 def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 4096, detector: str = "sift",
               magnification: float | None = None, min_views: int = 2, seed: int = 0) -> PairSet:
     """Patches of the same 3D point in different views, as UBC PhotoTour was made.
@@ -394,18 +377,18 @@ def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 
     a random order, consecutive ones paired), cut with the core extractor at each view's own
     keypoint position, scale and orientation. The track of a pair is its 3D point.
     """
-    from descplug import pipeline
+    from descplug import colmap, pipeline
     from descplug.detectors import magnification_for
     from descplug.images import load_image
     from descplug.io.h5 import open_h5, read_features
     from descplug.patches import extract_patches
 
     image_dir, work_dir = Path(image_dir), Path(work_dir)
-    text_dir = work_dir / "sfm" / "text"
-    if not (text_dir / "points3D.txt").is_file():
+    model_dir = work_dir / "sfm"
+    if not any((model_dir / f"points3D.{ext}").is_file() for ext in ("bin", "txt")):
         pipeline.sfm(image_dir, work_dir, model=pipeline.SIFT_BASELINE, detector=detector,
                      max_keypoints=max_keypoints, device="cpu")
-    names, tracks = read_colmap_tracks(text_dir)
+    names, tracks = colmap.tracks(colmap.read_model(model_dir))
     magnification = magnification or magnification_for(detector)
     rng = np.random.default_rng(seed)
     views = []  # (track, image_id, point2D_idx) of every pair member, anchors then positives

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from descplug import colmap
 from descplug.patches import extract_patches
 from descplug.train import data
 
@@ -145,14 +146,15 @@ def test_read_hpatches_release(tmp_path):
 
 
 def write_colmap_fixture(work, image_dir, texture):
-    """A COLMAP text model + hloc features.h5 as descplug.pipeline.sfm leaves them: two images, two
-    3D points (one seen in both images, one in a single image), an image without points."""
+    """A COLMAP model (text files) + hloc features.h5 as descplug.pipeline.sfm leaves them: two images,
+    two 3D points (one seen in both images, one in a single image), an image without points."""
     import h5py
 
     for name in ("a.png", "b.png", "c.png"):
         cv2.imwrite(str(image_dir / name), texture)
-    text = work / "sfm" / "text"
+    text = work / "sfm"
     text.mkdir(parents=True)
+    (text / "cameras.txt").write_text("1 SIMPLE_RADIAL 320 240 300 160 120 0\n")
     (text / "images.txt").write_text(
         "# Image list with two lines of data per image:\n"
         "1 1 0 0 0 0 0 0 1 a.png\n10.5 20.5 7 30.5 40.5 -1\n"
@@ -174,7 +176,7 @@ def test_sfm_pairs_from_a_colmap_model(tmp_path, texture):
     work, image_dir = tmp_path / "work", tmp_path / "images"
     image_dir.mkdir()
     write_colmap_fixture(work, image_dir, texture)
-    names, tracks = data.read_colmap_tracks(work / "sfm" / "text")
+    names, tracks = colmap.tracks(colmap.read_model(work / "sfm"))
     assert names == {1: "a.png", 3: "c.png", 2: "b.png"}
     assert tracks == [[(1, 0), (2, 0)], [(1, 1)]]
     pairs = data.sfm_pairs(image_dir, work)  # the model exists: no reconstruction
