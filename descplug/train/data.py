@@ -123,12 +123,16 @@ class Batch:
     position: int = 0
 
 
-def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
+                  groups: np.ndarray | None = None) -> list[np.ndarray]:
     """One epoch of row indices in batches of distinct tracks.
 
     Rows are shuffled, then ordered by the occurrence rank of their track (first occurrence, second,
     ...), so consecutive chunks hold distinct tracks; the rare repeat at a rank boundary is dropped
-    from its chunk for this epoch. Batches of fewer than two pairs are left out.
+    from its chunk for this epoch. With ``groups`` (a group id per row, e.g. the anchor's image) the
+    groups come one after another in a random order, each ordered by occurrence rank, so a batch
+    draws its negatives from one or two groups: keypoints of the same image, the confusers that
+    matching an image pair meets. Batches of fewer than two pairs are left out.
     """
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2")
@@ -139,7 +143,12 @@ def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator)
     counts = np.diff(np.r_[starts, len(order)])
     ranks = np.empty(len(order), dtype=np.int64)
     ranks[sort] = np.arange(len(order)) - np.repeat(starts, counts)
-    order = order[np.argsort(ranks, kind="stable")]
+    if groups is None:
+        order = order[np.argsort(ranks, kind="stable")]
+    else:
+        _, group = np.unique(groups[order], return_inverse=True)
+        group_rank = rng.permutation(group.max() + 1)[group]
+        order = order[np.lexsort((ranks, group_rank))]
     out = []
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
@@ -157,14 +166,22 @@ def make_batch(pairs: PairSet, index: np.ndarray) -> Batch:
                  torch.from_numpy(pairs.keypoints[index]), torch.from_numpy(index))
 
 
+BATCH_MIXES = ("random", "image")
+
+
 def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0,
-            position: int = 0) -> Iterator[Batch]:
+            position: int = 0, mix: str = "random") -> Iterator[Batch]:
     """Endless, reproducible stream of batches: epoch e is shuffled with seed (seed, e). Start at
-    (``epoch``, ``position``) -- the values of the last batch seen -- to resume a stream."""
+    (``epoch``, ``position``) -- the values of the last batch seen -- to resume a stream.
+    ``mix``: ``random`` draws a batch's pairs from the whole set, ``image`` from one anchor image at
+    a time (see :func:`batch_indices`)."""
     if len(np.unique(pairs.tracks)) < 2:
         raise ValueError("a pair set needs at least two tracks to form negatives")
+    if mix not in BATCH_MIXES:
+        raise ValueError(f"batch mix must be one of {BATCH_MIXES}, got {mix!r}")
+    groups = pairs.images[:, 0] if mix == "image" else None
     while True:
-        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]))
+        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups)
         for i in range(position, len(chunks)):
             batch = make_batch(pairs, chunks[i])
             batch.epoch, batch.position = epoch, i + 1

@@ -32,7 +32,7 @@ DEFAULTS = {
     "threads": 2,
     "device": "auto",
     "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
-    "data": {"sources": [], "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
+    "data": {"sources": [], "batch_mix": "random", "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
     "loss": {
         "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
@@ -276,7 +276,8 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         step, epoch, position = state["step"], state["epoch"], state["position"]
         elapsed, val_acc = state["elapsed"], state["val"]
 
-    stream = batches(train_pairs, optim_cfg["batch_size"], config["seed"], epoch, position)
+    stream = batches(train_pairs, optim_cfg["batch_size"], config["seed"], epoch, position,
+                     config["data"]["batch_mix"])
     bar = None
     if progress:
         from tqdm import tqdm

@@ -28,6 +28,26 @@ def test_batches_never_repeat_a_track():
     assert seen > 0.9 * len(tracks)
 
 
+def test_image_batches_draw_negatives_from_one_image_at_a_time():
+    rng = np.random.default_rng(0)
+    images = np.repeat(np.arange(6), 100)  # 6 images x 50 keypoints x 2 warps
+    tracks = np.repeat(np.arange(300), 2)
+    chunks = data.batch_indices(tracks, 32, np.random.default_rng(1), groups=images)
+    assert sum(len(c) for c in chunks) > 0.98 * len(tracks)  # a repeat at a rank boundary is dropped
+    for chunk in chunks:
+        assert len(np.unique(tracks[chunk])) == len(chunk)
+        assert len(np.unique(images[chunk])) <= 2
+    assert min(len(np.unique(images[c])) for c in chunks) == 1
+    shuffled = data.batch_indices(tracks, 32, np.random.default_rng(1))
+    assert np.mean([len(np.unique(images[c])) for c in shuffled]) > 4
+    pairs = tiny_pairset(tracks)
+    pairs.images[:, 0] = images
+    batch = next(data.batches(pairs, 32, seed=0, mix="image"))
+    assert len(np.unique(images[batch.index.numpy()])) <= 2
+    with pytest.raises(ValueError, match="batch mix"):
+        next(data.batches(pairs, 32, mix="scene"))
+
+
 def test_batch_stream_is_reproducible_and_resumable():
     pairs = tiny_pairset(np.arange(50) % 20)
     first = [b.index.tolist() for _, b in zip(range(6), data.batches(pairs, 8, seed=3))]
