@@ -29,7 +29,6 @@ def test_batches_never_repeat_a_track():
 
 
 def test_image_batches_draw_negatives_from_one_image_at_a_time():
-    rng = np.random.default_rng(0)
     images = np.repeat(np.arange(6), 100)  # 6 images x 50 keypoints x 2 warps
     tracks = np.repeat(np.arange(300), 2)
     chunks = data.batch_indices(tracks, 32, np.random.default_rng(1), groups=images)
