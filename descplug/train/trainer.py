@@ -22,7 +22,8 @@ import yaml
 
 from . import losses
 from .card import count_macs, count_parameters, hardware, write_card
-from .data import PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour, sfm_pairs, warp_pairs
+from .data import (BATCH_MIXES, PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour,
+                   sfm_pairs, warp_pairs)
 from .teachers import Teacher, cached_outputs
 
 DEFAULTS = {
@@ -32,6 +33,7 @@ DEFAULTS = {
     "threads": 2,
     "device": "auto",
     "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
+    # batch_mix: "random" (a batch's pairs from the whole set) or "image" (one anchor image at a time)
     "data": {"sources": [], "batch_mix": "random", "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
     "loss": {
@@ -70,6 +72,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     if unknown:
         raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     config = merge(DEFAULTS, merge(raw, overrides or {}))
+    if config["data"]["batch_mix"] not in BATCH_MIXES:
+        raise ValueError(f"{path}: data.batch_mix must be one of {BATCH_MIXES}, got {config['data']['batch_mix']!r}")
     config["name"] = config["name"] or Path(path).stem
     config["run_dir"] = config["run_dir"] or f"runs/{config['name']}"
     config["recipe"] = config["recipe"] or f"descplug train --config {path}"

@@ -67,6 +67,9 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     bad.write_text("modle: {}\n")
     assert cli_main(["train", "--config", str(bad)]) == 2
     assert "unknown config keys" in capsys.readouterr().err
+    bad.write_text("data: {batch_mix: scene}\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert "data.batch_mix must be one of" in capsys.readouterr().err
     bad.write_text(yaml.safe_dump({"loss": {"cosine": {"weight": 1.0, "teacher": "nobody"}},
                                    "data": yaml.safe_load(tiny_config.read_text())["data"]}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
