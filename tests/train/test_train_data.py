@@ -171,15 +171,15 @@ def write_colmap_fixture(work, image_dir, texture):
 
     for name in ("a.png", "b.png", "c.png"):
         cv2.imwrite(str(image_dir / name), texture)
-    text = work / "sfm"
-    text.mkdir(parents=True)
-    (text / "cameras.txt").write_text("1 SIMPLE_RADIAL 320 240 300 160 120 0\n")
-    (text / "images.txt").write_text(
+    model_dir = work / "sfm"
+    model_dir.mkdir(parents=True)
+    (model_dir / "cameras.txt").write_text("1 SIMPLE_RADIAL 320 240 300 160 120 0\n")
+    (model_dir / "images.txt").write_text(
         "# Image list with two lines of data per image:\n"
         "1 1 0 0 0 0 0 0 1 a.png\n10.5 20.5 7 30.5 40.5 -1\n"
         "3 1 0 0 0 0 0 0 1 c.png\n\n"
         "2 1 0 0 0 0 0 0 1 b.png\n11.5 21.5 7\n")
-    (text / "points3D.txt").write_text("# 3D point list\n7 0 0 1 255 255 255 0.5 1 0 2 0\n8 0 0 1 0 0 0 0.1 1 1\n")
+    (model_dir / "points3D.txt").write_text("# 3D point list\n7 0 0 1 255 255 255 0.5 1 0 2 0\n8 0 0 1 0 0 0 0.1 1 1\n")
     with h5py.File(work / "features.h5", "w") as fd:
         for name, kps in (("a.png", [[100, 80], [150, 120]]), ("b.png", [[102, 81]]), ("c.png", [[5, 5]])):
             g = fd.create_group(name)
