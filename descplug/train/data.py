@@ -169,6 +169,11 @@ def make_batch(pairs: PairSet, index: np.ndarray) -> Batch:
 BATCH_MIXES = ("random", "image")
 
 
+def check_batch_mix(mix: str) -> None:
+    if mix not in BATCH_MIXES:
+        raise ValueError(f"data.batch_mix must be one of {BATCH_MIXES}, got {mix!r}")
+
+
 def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0,
             position: int = 0, mix: str = "random") -> Iterator[Batch]:
     """Endless, reproducible stream of batches: epoch e is shuffled with seed (seed, e). Start at
@@ -177,8 +182,7 @@ def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0,
     a time (see :func:`batch_indices`)."""
     if len(np.unique(pairs.tracks)) < 2:
         raise ValueError("a pair set needs at least two tracks to form negatives")
-    if mix not in BATCH_MIXES:
-        raise ValueError(f"batch mix must be one of {BATCH_MIXES}, got {mix!r}")
+    check_batch_mix(mix)
     groups = pairs.images[:, 0] if mix == "image" else None
     while True:
         chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups)

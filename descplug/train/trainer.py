@@ -22,7 +22,7 @@ import yaml
 
 from . import losses
 from .card import count_macs, count_parameters, hardware, write_card
-from .data import (BATCH_MIXES, PairSet, WarpConfig, batches, make_batch, read_hpatches, read_phototour,
+from .data import (PairSet, WarpConfig, batches, check_batch_mix, make_batch, read_hpatches, read_phototour,
                    sfm_pairs, warp_pairs)
 from .teachers import Teacher, cached_outputs
 
@@ -72,8 +72,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     if unknown:
         raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")
     config = merge(DEFAULTS, merge(raw, overrides or {}))
-    if config["data"]["batch_mix"] not in BATCH_MIXES:
-        raise ValueError(f"{path}: data.batch_mix must be one of {BATCH_MIXES}, got {config['data']['batch_mix']!r}")
+    try:
+        check_batch_mix(config["data"]["batch_mix"])
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
     config["name"] = config["name"] or Path(path).stem
     config["run_dir"] = config["run_dir"] or f"runs/{config['name']}"
     config["recipe"] = config["recipe"] or f"descplug train --config {path}"

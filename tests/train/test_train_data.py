@@ -43,7 +43,7 @@ def test_image_batches_draw_negatives_from_one_image_at_a_time():
     pairs.images[:, 0] = images
     batch = next(data.batches(pairs, 32, seed=0, mix="image"))
     assert len(np.unique(images[batch.index.numpy()])) <= 2
-    with pytest.raises(ValueError, match="batch mix"):
+    with pytest.raises(ValueError, match="batch_mix must be one of"):
         next(data.batches(pairs, 32, mix="scene"))
 
 
