@@ -92,6 +92,18 @@ def cosine_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
 
 
+COSINE_TARGETS = ("view", "track")
+
+
+def track_centroids(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
+    """Per pair, the unit mean of the descriptors of every patch (anchor or positive, in any pair)
+    of its track: a target that no single view's appearance pulls away from the track. Shape (N, D)."""
+    _, track = torch.unique(tracks, return_inverse=True)
+    sums = torch.zeros(int(track.max()) + 1, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
+    sums.index_add_(0, track, anchors).index_add_(0, track, positives)
+    return F.normalize(sums, dim=1)[track]
+
+
 class Whitening(torch.nn.Module):
     """PCA whitening learned from a teacher's descriptors: x -> normalise((x - mean) @ P).
 

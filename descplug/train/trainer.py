@@ -39,7 +39,9 @@ DEFAULTS = {
     "loss": {
         "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
         "desdis": {"weight": 0.0, "teacher": None, "p": 1, "negatives": "student"},
-        "cosine": {"weight": 0.0, "teacher": None},
+        # target: "view" (each patch's own teacher descriptor) or "track" (the unit mean of the teacher's
+        # descriptors of every training patch of the pair's track, see losses.track_centroids)
+        "cosine": {"weight": 0.0, "teacher": None, "target": "view"},
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
     },
@@ -74,6 +76,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     config = merge(DEFAULTS, merge(raw, overrides or {}))
     try:
         check_batch_mix(config["data"]["batch_mix"])
+        if config["loss"]["cosine"]["target"] not in losses.COSINE_TARGETS:
+            raise ValueError(f"loss.cosine.target must be one of {losses.COSINE_TARGETS}, "
+                             f"got {config['loss']['cosine']['target']!r}")
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     config["name"] = config["name"] or Path(path).stem
@@ -159,8 +164,13 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
 class Objective:
     """The configured weighted sum of losses for a batch."""
 
-    def __init__(self, loss_cfg: dict, teachers: dict[str, torch.Tensor], n_pairs: int):
-        self.cfg, self.teachers, self.n = loss_cfg, teachers, n_pairs
+    def __init__(self, loss_cfg: dict, teachers: dict[str, torch.Tensor], tracks: np.ndarray):
+        self.cfg, self.teachers, self.n = loss_cfg, teachers, len(tracks)
+        cosine = loss_cfg["cosine"]
+        self.cosine_targets = None
+        if cosine["weight"] and cosine["target"] == "track":
+            out = teachers[cosine["teacher"]]
+            self.cosine_targets = losses.track_centroids(out[:self.n], out[self.n:], torch.from_numpy(tracks))
         kd = loss_cfg["kd"]
         self.whitenings = None
         if kd["weight"] and kd["whiten"]:
@@ -180,7 +190,10 @@ class Objective:
             terms["desdis"] = (cfg["desdis"]["weight"], losses.desdis_regularizer(
                 sa, sp, ta, tp, cfg["desdis"]["p"], cfg["desdis"]["negatives"], cfg["triplet"]["anchor_swap"]))
         if cfg["cosine"]["weight"]:
-            ta, tp = self._pair(cfg["cosine"]["teacher"], batch, device)
+            if self.cosine_targets is None:
+                ta, tp = self._pair(cfg["cosine"]["teacher"], batch, device)
+            else:
+                ta = tp = self.cosine_targets[batch.index].to(device)
             terms["cosine"] = (cfg["cosine"]["weight"], (losses.cosine_distillation(sa, ta)
                                                          + losses.cosine_distillation(sp, tp)) / 2)
         if cfg["kd"]["weight"]:
@@ -263,7 +276,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     teachers = teacher_outputs(config, sources, device)
     train_pairs, val, teachers, reference = split_rows(pairs, teachers, config["data"]["val_fraction"],
                                                         config["data"]["max_val"], config["seed"])
-    objective = Objective(config["loss"], teachers, len(train_pairs))
+    objective = Objective(config["loss"], teachers, train_pairs.tracks)
 
     model = build_model(config["model"]).to(device).train()
     optim_cfg = config["optim"]

@@ -77,6 +77,16 @@ def test_cosine_distillation():
         losses.cosine_distillation(torch.ones(2, 3), torch.ones(2, 4))
 
 
+def test_track_centroids_average_every_patch_of_a_track():
+    # pairs 0 and 2 show track 5 (anchor at 0 deg, positives at 60 and 120 deg): both get the unit
+    # mean of 0, 60, 0, 120 deg; pair 1 (track 3) gets the bisector of its own two views
+    anchors, positives = unit(0, 90, 0), unit(60, 0, 120)
+    got = losses.track_centroids(anchors, positives, torch.tensor([5, 3, 5]))
+    mean5 = F.normalize(unit(0, 60, 0, 120).sum(0), dim=0)
+    assert torch.allclose(got[0], mean5, atol=1e-6) and torch.allclose(got[2], mean5, atol=1e-6)
+    assert torch.allclose(got[1], unit(45)[0], atol=1e-6)
+
+
 def test_whitening_gives_identity_covariance_and_floors_eigenvalues():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5000, 4, generator=g) * torch.tensor([5.0, 2.0, 1.0, 0.0]) + 3.0

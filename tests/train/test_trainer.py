@@ -70,6 +70,9 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     bad.write_text("data: {batch_mix: scene}\n")
     assert cli_main(["train", "--config", str(bad)]) == 2
     assert "data.batch_mix must be one of" in capsys.readouterr().err
+    bad.write_text("loss: {cosine: {target: pair}}\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert "loss.cosine.target must be one of" in capsys.readouterr().err
     bad.write_text(yaml.safe_dump({"loss": {"cosine": {"weight": 1.0, "teacher": "nobody"}},
                                    "data": yaml.safe_load(tiny_config.read_text())["data"]}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
@@ -107,3 +110,24 @@ def test_top1_counts_another_warp_of_the_same_track_as_a_hit():
     positives = torch.stack([e[0], e[3], e[1], e[1]])  # row 3's nearest positive is row 2 (track 9)
     tracks = torch.tensor([7, 7, 9, 5])
     assert top1(anchors, positives, tracks) == 0.75
+
+
+def test_cosine_track_target_pulls_both_views_to_the_track_centroid():
+    import numpy as np
+
+    from descplug.train.data import Batch
+    from descplug.train.trainer import DEFAULTS, Objective, merge
+
+    e = torch.eye(3)
+    teacher = torch.stack([e[0], e[0], e[1], e[2]])  # anchors of tracks 4, 4; positives e1, e2
+    cfg = merge(DEFAULTS["loss"], {"triplet": {"weight": 0.0},
+                                   "cosine": {"weight": 1.0, "teacher": "t", "target": "track"}})
+    objective = Objective(cfg, {"t": teacher}, np.array([4, 4]))
+    batch = Batch(*(torch.zeros(1),) * 4, index=torch.tensor([1]))
+    centroid = torch.nn.functional.normalize(torch.tensor([[2.0, 1.0, 1.0]]), dim=1)
+    _, terms = objective(centroid, centroid, batch)
+    assert terms["cosine"] == pytest.approx(0.0, abs=1e-6)
+    _, terms = objective(e[0:1], e[2:3], batch)  # each view's own teacher descriptor is not the target
+    assert terms["cosine"] > 0.3
+    view = Objective(merge(cfg, {"cosine": {"target": "view"}}), {"t": teacher}, np.array([4, 4]))
+    assert view(e[0:1], e[2:3], batch)[1]["cosine"] == pytest.approx(0.0, abs=1e-6)
