@@ -76,6 +76,7 @@ def render_card(card: dict) -> str:
             ("training data", card.get("data")), ("steps", card.get("steps")),
             ("batch size", card.get("batch_size")), ("wall time", _duration(card.get("wall_time_s"))),
             ("hardware", card.get("hardware")), ("recipe", f"`{card.get('recipe')}`"),
+            ("started from (fine-tuned)", card.get("init")),
             ("final validation", card.get("validation"))]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     bench = card.get("benchmarks", {})

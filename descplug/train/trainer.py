@@ -33,6 +33,8 @@ DEFAULTS = {
     "threads": 2,
     "device": "auto",
     "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
+    # a checkpoint (path or shipped name) of the same architecture whose weights start the run
+    "init": None,
     # batch_mix: "random" (a batch's pairs from the whole set) or "image" (one anchor image at a time)
     "data": {"sources": [], "batch_mix": "random", "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
@@ -240,6 +242,17 @@ def validate(model, val: PairSet, device) -> float:
     return top1(a, p, torch.from_numpy(val.tracks))
 
 
+def start_from(model: torch.nn.Module, init: str) -> None:
+    """Copy the weights of checkpoint ``init`` into ``model`` (fine-tuning); both must be the same network."""
+    from descplug.models.zoo import load_model
+
+    source = load_model(init)
+    if (source.arch, dict(source.config)) != (model.arch, dict(model.config)):
+        raise ValueError(f"config: init {init!r} is a {source.arch} {dict(source.config)}, but the configured "
+                         f"model is a {model.arch} {dict(model.config)}")
+    model.load_state_dict(source.state_dict())
+
+
 # --------------------------------------------------------------------------- the run
 
 def _lr_lambda(optim_cfg: dict):
@@ -278,7 +291,10 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
                                                         config["data"]["max_val"], config["seed"])
     objective = Objective(config["loss"], teachers, train_pairs.tracks)
 
-    model = build_model(config["model"]).to(device).train()
+    model = build_model(config["model"])
+    if config["init"] and not resume:
+        start_from(model, config["init"])
+    model = model.to(device).train()
     optim_cfg = config["optim"]
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optim_cfg))
@@ -364,6 +380,7 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "total_time_s": round(total_s, 1),
         "hardware": hardware(),
         "recipe": config["recipe"],
+        "init": config["init"],
         "validation": f"top-1 anchor->positive accuracy {val_acc:.3f} on {n_val} held-out pairs"
                       + "".join(f"; teacher {k}: {v:.3f}" for k, v in reference.items()),
         "seed": config["seed"],
