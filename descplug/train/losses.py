@@ -92,7 +92,26 @@ def cosine_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
 
 
-COSINE_TARGETS = ("view", "track")
+COSINE_TARGETS = {"view": 0.0, "track": 1.0}  # name -> weight of the track centroid in the target
+
+
+def track_weight(target) -> float:
+    """``loss.cosine.target`` -> weight of the track centroid in the cosine target: "view" (0), "track"
+    (1), or a number in [0, 1] that blends the two (see :func:`cosine_targets`)."""
+    if isinstance(target, str) and target in COSINE_TARGETS:
+        return COSINE_TARGETS[target]
+    if isinstance(target, (int, float)) and not isinstance(target, bool) and 0.0 <= target <= 1.0:
+        return float(target)
+    raise ValueError(f"loss.cosine.target must be one of {sorted(COSINE_TARGETS)} or a number in [0, 1], "
+                     f"got {target!r}")
+
+
+def cosine_targets(view: torch.Tensor, centroid: torch.Tensor | None, weight: float) -> torch.Tensor:
+    """Unit ``(1 - weight) * view + weight * centroid``: each patch's target between its own teacher
+    descriptor (weight 0) and its track's centroid (weight 1)."""
+    if centroid is None or weight == 0.0:
+        return view
+    return F.normalize((1.0 - weight) * view + weight * centroid, dim=1)
 
 
 def track_centroids(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:

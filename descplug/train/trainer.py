@@ -41,8 +41,9 @@ DEFAULTS = {
     "loss": {
         "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
         "desdis": {"weight": 0.0, "teacher": None, "p": 1, "negatives": "student"},
-        # target: "view" (each patch's own teacher descriptor) or "track" (the unit mean of the teacher's
-        # descriptors of every training patch of the pair's track, see losses.track_centroids)
+        # target: "view" (each patch's own teacher descriptor), "track" (the unit mean of the teacher's
+        # descriptors of every training patch of the pair's track, see losses.track_centroids), or a
+        # number in [0, 1] that blends them (the weight of the track centroid)
         "cosine": {"weight": 0.0, "teacher": None, "target": "view"},
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
@@ -78,9 +79,7 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     config = merge(DEFAULTS, merge(raw, overrides or {}))
     try:
         check_batch_mix(config["data"]["batch_mix"])
-        if config["loss"]["cosine"]["target"] not in losses.COSINE_TARGETS:
-            raise ValueError(f"loss.cosine.target must be one of {losses.COSINE_TARGETS}, "
-                             f"got {config['loss']['cosine']['target']!r}")
+        losses.track_weight(config["loss"]["cosine"]["target"])
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     config["name"] = config["name"] or Path(path).stem
@@ -169,10 +168,10 @@ class Objective:
     def __init__(self, loss_cfg: dict, teachers: dict[str, torch.Tensor], tracks: np.ndarray):
         self.cfg, self.teachers, self.n = loss_cfg, teachers, len(tracks)
         cosine = loss_cfg["cosine"]
-        self.cosine_targets = None
-        if cosine["weight"] and cosine["target"] == "track":
+        self.track_weight, self.centroids = losses.track_weight(cosine["target"]), None
+        if cosine["weight"] and self.track_weight:
             out = teachers[cosine["teacher"]]
-            self.cosine_targets = losses.track_centroids(out[:self.n], out[self.n:], torch.from_numpy(tracks))
+            self.centroids = losses.track_centroids(out[:self.n], out[self.n:], torch.from_numpy(tracks))
         kd = loss_cfg["kd"]
         self.whitenings = None
         if kd["weight"] and kd["whiten"]:
@@ -192,10 +191,9 @@ class Objective:
             terms["desdis"] = (cfg["desdis"]["weight"], losses.desdis_regularizer(
                 sa, sp, ta, tp, cfg["desdis"]["p"], cfg["desdis"]["negatives"], cfg["triplet"]["anchor_swap"]))
         if cfg["cosine"]["weight"]:
-            if self.cosine_targets is None:
-                ta, tp = self._pair(cfg["cosine"]["teacher"], batch, device)
-            else:
-                ta = tp = self.cosine_targets[batch.index].to(device)
+            ta, tp = self._pair(cfg["cosine"]["teacher"], batch, device)
+            centroid = None if self.centroids is None else self.centroids[batch.index].to(device)
+            ta, tp = (losses.cosine_targets(t, centroid, self.track_weight) for t in (ta, tp))
             terms["cosine"] = (cfg["cosine"]["weight"], (losses.cosine_distillation(sa, ta)
                                                          + losses.cosine_distillation(sp, tp)) / 2)
         if cfg["kd"]["weight"]:

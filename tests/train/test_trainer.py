@@ -73,6 +73,9 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     bad.write_text("loss: {cosine: {target: pair}}\n")
     assert cli_main(["train", "--config", str(bad)]) == 2
     assert "loss.cosine.target must be one of" in capsys.readouterr().err
+    bad.write_text("loss: {cosine: {target: 1.5}}\n")
+    assert cli_main(["train", "--config", str(bad)]) == 2
+    assert "or a number in [0, 1], got 1.5" in capsys.readouterr().err
     bad.write_text(yaml.safe_dump({"loss": {"cosine": {"weight": 1.0, "teacher": "nobody"}},
                                    "data": yaml.safe_load(tiny_config.read_text())["data"]}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
@@ -151,3 +154,9 @@ def test_cosine_track_target_pulls_both_views_to_the_track_centroid():
     assert terms["cosine"] > 0.3
     view = Objective(merge(cfg, {"cosine": {"target": "view"}}), {"t": teacher}, np.array([4, 4]))
     assert view(e[0:1], e[2:3], batch)[1]["cosine"] == pytest.approx(0.0, abs=1e-6)
+    # a number blends the two: the anchor's target lies between its view (e0) and the centroid
+    half = Objective(merge(cfg, {"cosine": {"target": 0.5}}), {"t": teacher}, np.array([4, 4]))
+    blend = torch.nn.functional.normalize(e[0:1] + centroid, dim=1)
+    blend_p = torch.nn.functional.normalize(e[2:3] + centroid, dim=1)
+    assert half(blend, blend_p, batch)[1]["cosine"] == pytest.approx(0.0, abs=1e-6)
+    assert half(centroid, centroid, batch)[1]["cosine"] > 0.05
