@@ -93,12 +93,22 @@ def pose_auc(errors, thresholds=AUC_THRESHOLDS):
     return aucs
 
 
+def bootstrap_sd(errors, resamples=1000, seed=0):
+    """Standard deviation of each AUC over resamplings of the pairs with replacement: how much the
+    figure depends on which pairs the set happens to hold (seeded, so reruns agree)."""
+    errors = np.asarray(errors, np.float64)
+    rng = np.random.default_rng(seed)
+    aucs = [pose_auc(errors[rng.integers(0, len(errors), len(errors))]) for _ in range(resamples)]
+    return np.std(np.asarray(aucs), axis=0).tolist()
+
+
 def summarise(records):
     if not records:
         return None
     errors = [r["error"] for r in records]
     return {
         "auc": {str(t): 100 * a for t, a in zip(AUC_THRESHOLDS, pose_auc(errors))},
+        "auc_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, bootstrap_sd(errors))},
         "pairs": len(records),
         "matches": float(np.mean([r["matches"] for r in records])),
         "median_error": float(np.median(errors)),
@@ -148,14 +158,16 @@ def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iteratio
     return (f"Relative pose; {detector} keypoints (top {max_keypoints} by response) detected once and "
             f"described by every method; {matcher}; essential matrix by {estimator} RANSAC "
             f"({threshold} px, normalised by the mean focal length{cap}); error = max(rotation, translation "
-            f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error.")
+            f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error; "
+            f"sd: standard deviation of the AUC over 1000 resamplings of the pairs.")
 
 
 def markdown_sections(results):
     groups = list(dict.fromkeys(g for groups in results.values() for g in groups))
     sections = []
     for group in groups:
-        columns = [("AUC@5", group, "auc", "5"), ("AUC@10", group, "auc", "10"), ("AUC@20", group, "auc", "20"),
+        columns = [("AUC@5", group, "auc", "5"), ("AUC@10", group, "auc", "10"),
+                   ("AUC@10 bootstrap sd", group, "auc_sd", "10"), ("AUC@20", group, "auc", "20"),
                    ("matches", group, "matches", None), ("pairs", group, "pairs", None),
                    ("failed", group, "failed", None)]
         sections.append((group if group != "all" else "all pairs", report.table(results, columns, digits=1)))

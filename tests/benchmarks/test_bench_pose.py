@@ -34,6 +34,18 @@ def test_auc_of_the_exact_pose_is_100_and_known_values():
     assert pose.pose_auc([2.5, np.inf], [5]) == [pytest.approx(0.375)]
     exact = [{"error": 0.0, "matches": 10, "failed": False}] * 4
     assert pose.summarise(exact)["auc"] == {"5": 100.0, "10": 100.0, "20": 100.0}
+    assert pose.summarise(exact)["auc_sd"] == {"5": 0.0, "10": 0.0, "20": 0.0}
+
+
+def test_auc_bootstrap_sd_is_the_spread_over_resampled_pairs():
+    # half the pairs exact, half failed: the AUC is the success rate, whose spread over resampled
+    # sets of n pairs is sqrt(p (1 - p) / n)
+    for n in (100, 400):
+        records = [{"error": 0.0 if i % 2 else np.inf, "matches": 10, "failed": not i % 2} for i in range(n)]
+        summary = pose.summarise(records)
+        assert summary["auc"]["10"] == pytest.approx(50.0)
+        assert summary["auc_sd"]["10"] == pytest.approx(100 * np.sqrt(0.25 / n), rel=0.1)
+    assert pose.bootstrap_sd([1.0, 3.0, np.inf]) == pose.bootstrap_sd([1.0, 3.0, np.inf])  # seeded
 
 
 def test_pose_error_is_up_to_the_sign_of_t():
@@ -69,8 +81,8 @@ def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
                             progress=False)
     room, bad = results["sift"]["room"], results["sift"]["bad"]
     assert room["pairs"] == 5 and room["failed"] == 0 and room["auc"]["5"] > 70
-    assert bad == {"auc": {"5": 0.0, "10": 0.0, "20": 0.0}, "pairs": 1, "matches": 0.0, "median_error": np.inf,
-                   "failed": 1}
+    zero = {"5": 0.0, "10": 0.0, "20": 0.0}
+    assert bad == {"auc": zero, "auc_sd": zero, "pairs": 1, "matches": 0.0, "median_error": np.inf, "failed": 1}
     assert results["sift"]["all"]["pairs"] == 6
     assert "FAILED image" in capsys.readouterr().err
 
