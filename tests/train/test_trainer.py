@@ -64,18 +64,13 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
                      "--run-dir", str(tmp_path / "cli"), "--output", str(tmp_path / "cli.pt")])
     assert code == 0 and (tmp_path / "cli.pt").is_file() and (tmp_path / "cli.json").is_file()
     bad = tmp_path / "bad.yaml"
-    bad.write_text("modle: {}\n")
-    assert cli_main(["train", "--config", str(bad)]) == 2
-    assert "unknown config keys" in capsys.readouterr().err
-    bad.write_text("data: {batch_mix: scene}\n")
-    assert cli_main(["train", "--config", str(bad)]) == 2
-    assert "data.batch_mix must be one of" in capsys.readouterr().err
-    bad.write_text("loss: {cosine: {target: pair}}\n")
-    assert cli_main(["train", "--config", str(bad)]) == 2
-    assert "loss.cosine.target must be one of" in capsys.readouterr().err
-    bad.write_text("loss: {cosine: {target: 1.5}}\n")
-    assert cli_main(["train", "--config", str(bad)]) == 2
-    assert "or a number in [0, 1], got 1.5" in capsys.readouterr().err
+    for text, message in (("modle: {}", "unknown config keys"),
+                          ("data: {batch_mix: scene}", "data.batch_mix must be one of"),
+                          ("loss: {cosine: {target: pair}}", "loss.cosine.target must be one of"),
+                          ("loss: {cosine: {target: 1.5}}", "or a number in [0, 1], got 1.5")):
+        bad.write_text(text + "\n")
+        assert cli_main(["train", "--config", str(bad)]) == 2, text
+        assert message in capsys.readouterr().err, text
     bad.write_text(yaml.safe_dump({"loss": {"cosine": {"weight": 1.0, "teacher": "nobody"}},
                                    "data": yaml.safe_load(tiny_config.read_text())["data"]}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
