@@ -68,6 +68,13 @@ def merge(base: dict, override: dict) -> dict:
     return out
 
 
+def check_repeat(source: dict) -> None:
+    """A source's optional ``repeat``: how many times over its pairs are drawn (default 1)."""
+    repeat = source.get("repeat", 1)
+    if isinstance(repeat, bool) or not isinstance(repeat, int) or repeat < 1:
+        raise ValueError(f"data source {source.get('kind')!r}: repeat must be a whole number >= 1, got {repeat!r}")
+
+
 def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
@@ -80,6 +87,8 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     try:
         check_batch_mix(config["data"]["batch_mix"])
         losses.track_weight(config["loss"]["cosine"]["target"])
+        for source in config["data"]["sources"]:
+            check_repeat(source)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     config["name"] = config["name"] or Path(path).stem
@@ -113,14 +122,17 @@ def load_sources(data: dict) -> list[PairSet]:
         raise ValueError("config: data.sources is empty")
     out = []
     for source in data["sources"]:
+        source = dict(source)
+        repeat = source.pop("repeat", 1)  # checked by load_config
         # the patches depend on the detectors' magnifications too
         key = hashlib.sha1(json.dumps([source, MAGNIFICATION], sort_keys=True).encode()).hexdigest()[:16]
         path = Path(data["cache_dir"]) / f"pairs-{source.get('kind')}-{key}.npz"
         if path.is_file():
-            out.append(PairSet.load(path))
+            pairs = PairSet.load(path)
         else:
-            out.append(build_source(source))
-            out[-1].save(path)
+            pairs = build_source(source)
+            pairs.save(path)
+        out.append(pairs.repeat(repeat))
     return out
 
 

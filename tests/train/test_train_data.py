@@ -28,6 +28,16 @@ def test_batches_never_repeat_a_track():
     assert seen > 0.9 * len(tracks)
 
 
+def test_a_repeated_source_is_drawn_more_often_but_never_twice_in_a_batch():
+    pairs = tiny_pairset(np.arange(40) // 2)  # 20 tracks of 2 pairs
+    tripled = pairs.repeat(3)
+    assert len(tripled) == 120 and pairs.repeat(1) is pairs
+    assert (np.bincount(tripled.tracks) == 6).all()  # the copies keep their track
+    assert (tripled.anchors[80:] == pairs.anchors).all()
+    batch = next(data.batches(tripled, 20, seed=0))
+    assert len(set(batch.tracks.tolist())) == 20
+
+
 def test_image_batches_draw_negatives_from_one_image_at_a_time():
     images = np.repeat(np.arange(6), 100)  # 6 images x 50 keypoints x 2 warps
     tracks = np.repeat(np.arange(300), 2)
@@ -93,6 +103,17 @@ def test_warp_keypoints_follow_the_image():
     wrong = extract_patches(warped, np.c_[mapped[:, :3], (mapped[:, 3] + 40) % 360], 6.0)
     err, err_wrong = (same - moved).abs().mean().item(), (same - wrong).abs().mean().item()
     assert err < 0.01 and err_wrong > 3 * err
+
+
+def test_antialiased_low_passes_only_views_that_shrink():
+    """A 2-px stripe pattern shrunk 3x aliases into visible stripes unless low-passed first; a view
+    that enlarges the image leaves it untouched."""
+    image = np.tile((np.arange(300) % 2).astype(np.float32), (300, 1))
+    shrink = np.diag([1 / 3, 1 / 3, 1.0])
+    aliased = cv2.warpPerspective(image, shrink, (100, 100), flags=cv2.INTER_LINEAR)
+    smooth = cv2.warpPerspective(data.antialiased(image, shrink), shrink, (100, 100), flags=cv2.INTER_LINEAR)
+    assert aliased[5:-5, 5:-5].std() > 0.3 and smooth[5:-5, 5:-5].std() < 0.05
+    assert data.antialiased(image, np.diag([2.0, 2.0, 1.0])) is image
 
 
 def test_warp_pairs_on_an_image_folder(tmp_path, texture):

@@ -67,7 +67,8 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     for text, message in (("modle: {}", "unknown config keys"),
                           ("data: {batch_mix: scene}", "data.batch_mix must be one of"),
                           ("loss: {cosine: {target: pair}}", "loss.cosine.target must be one of"),
-                          ("loss: {cosine: {target: 1.5}}", "or a number in [0, 1], got 1.5")):
+                          ("loss: {cosine: {target: 1.5}}", "or a number in [0, 1], got 1.5"),
+                          ("data: {sources: [{kind: sfm, repeat: 0}]}", "'sfm': repeat must be a whole number")):
         bad.write_text(text + "\n")
         assert cli_main(["train", "--config", str(bad)]) == 2, text
         assert message in capsys.readouterr().err, text
