@@ -60,7 +60,7 @@ class PairSet:
                        self.keypoints[index], self.images[index], list(self.image_names))
 
     def repeat(self, times: int) -> "PairSet":
-        """Every pair ``times`` times over, under its own track id: a source drawn that much more
+        """Every pair ``times`` times over, each copy under its original track id: a source drawn that much more
         often, whose copies never meet in one batch (a batch holds distinct tracks)."""
         return self if times == 1 else self.subset(np.tile(np.arange(len(self)), times))
 
@@ -261,17 +261,6 @@ class WarpConfig:
     position_jitter: float = 0.5  # px, std of the positive keypoint's position noise
     scale_jitter: float = 0.07  # std of log size
     angle_jitter: float = 4.0  # degrees, std
-    antialias: bool = False  # low-pass the source before a view that shrinks it, as a camera would
-
-
-def antialiased(image: np.ndarray, H: np.ndarray) -> np.ndarray:
-    """``image`` low-passed for warping by H: a Gaussian of sigma (k - 1) / 2 for the largest
-    shrink factor k of H at the image centre (scikit-image's rescale rule); unchanged when H
-    does not shrink."""
-    h, w = image.shape[:2]
-    _, jac = _project(H, np.array([[w / 2, h / 2]]))
-    shrink = 1.0 / np.linalg.svd(jac[0], compute_uv=False).min()
-    return cv2.GaussianBlur(image, (0, 0), (shrink - 1) / 2) if shrink > 1.01 else image
 
 
 def random_homography(shape: tuple[int, int], cfg: WarpConfig, rng: np.random.Generator) -> np.ndarray:
@@ -295,20 +284,16 @@ def random_homography(shape: tuple[int, int], cfg: WarpConfig, rng: np.random.Ge
     return t_out @ h_persp @ h_lin @ t_in
 
 
-def _project(H: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``xy`` (N, 2) mapped through H, and H's Jacobian (N, 2, 2) at each of them."""
-    proj = np.c_[xy, np.ones(len(xy))] @ H.T
-    w = proj[:, 2:3]
-    out = proj[:, :2] / w
-    # J = (H[:2,:2] - xy' H[2,:2]) / w, per point
-    return out, (H[None, :2, :2] - out[:, :, None] * H[None, 2:3, :2]) / w[:, :, None]
-
-
 def warp_keypoints(kps: np.ndarray, H: np.ndarray) -> np.ndarray:
     """Map ``[x, y, size, angle]`` keypoints through H: position, size by sqrt|det J| and the
     orientation (OpenCV convention: direction (cos a, sin a) in image coordinates, y down) by the
     local Jacobian J of H."""
-    xy, jac = _project(H, kps[:, :2])
+    xy1 = np.c_[kps[:, :2], np.ones(len(kps))]
+    proj = xy1 @ H.T
+    w = proj[:, 2:3]
+    xy = proj[:, :2] / w
+    # J = (H[:2,:2] - xy' H[2,:2]) / w, per keypoint
+    jac = (H[None, :2, :2] - xy[:, :, None] * H[None, 2:3, :2]) / w[:, :, None]
     a = np.radians(kps[:, 3])
     d = np.einsum("nij,nj->ni", jac, np.c_[np.cos(a), np.sin(a)])
     size = kps[:, 2] * np.sqrt(np.abs(np.linalg.det(jac)))
@@ -384,8 +369,7 @@ def warp_pairs(images: Sequence[str], warps_per_image: int = 10, keypoints_per_i
             views = []
             for jitter in (False, True):
                 H = random_homography(image.shape, cfg, rng)
-                source = antialiased(image, H) if cfg.antialias else image
-                warped = cv2.warpPerspective(source, H, image.shape[::-1], flags=cv2.INTER_LINEAR,
+                warped = cv2.warpPerspective(image, H, image.shape[::-1], flags=cv2.INTER_LINEAR,
                                              borderMode=cv2.BORDER_REFLECT_101)
                 mapped = warp_keypoints(kps, H)
                 views.append((photometric(warped, cfg, rng), _jitter(mapped, cfg, rng) if jitter else mapped))

@@ -105,17 +105,6 @@ def test_warp_keypoints_follow_the_image():
     assert err < 0.01 and err_wrong > 3 * err
 
 
-def test_antialiased_low_passes_only_views_that_shrink():
-    """A 2-px stripe pattern shrunk 3x aliases into visible stripes unless low-passed first; a view
-    that enlarges the image leaves it untouched."""
-    image = np.tile((np.arange(300) % 2).astype(np.float32), (300, 1))
-    shrink = np.diag([1 / 3, 1 / 3, 1.0])
-    aliased = cv2.warpPerspective(image, shrink, (100, 100), flags=cv2.INTER_LINEAR)
-    smooth = cv2.warpPerspective(data.antialiased(image, shrink), shrink, (100, 100), flags=cv2.INTER_LINEAR)
-    assert aliased[5:-5, 5:-5].std() > 0.3 and smooth[5:-5, 5:-5].std() < 0.05
-    assert data.antialiased(image, np.diag([2.0, 2.0, 1.0])) is image
-
-
 def test_warp_pairs_on_an_image_folder(tmp_path, texture):
     cv2.imwrite(str(tmp_path / "t.png"), texture)
     pairs = data.warp_pairs([str(tmp_path / "*.png")], warps_per_image=2, keypoints_per_image=100, seed=0)
