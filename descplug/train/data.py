@@ -60,8 +60,8 @@ class PairSet:
                        self.keypoints[index], self.images[index], list(self.image_names))
 
     def repeat(self, times: int) -> "PairSet":
-        """Every pair ``times`` times over, each copy under its original track id: a source drawn that much more
-        often, whose copies never meet in one batch (a batch holds distinct tracks)."""
+        """Every pair ``times`` times over, each copy under its original track id: a source drawn
+        that much more often, whose copies never meet in one batch (a batch holds distinct tracks)."""
         return self if times == 1 else self.subset(np.tile(np.arange(len(self)), times))
 
     def split(self, val_fraction: float, seed: int = 0) -> tuple["PairSet", "PairSet"]:

@@ -35,7 +35,8 @@ DEFAULTS = {
     "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
     # a checkpoint (path or shipped name) of the same architecture whose weights start the run
     "init": None,
-    # batch_mix: "random" (a batch's pairs from the whole set) or "image" (one anchor image at a time)
+    # batch_mix: "random" (a batch's pairs from the whole set) or "image" (one anchor image at a time);
+    # a source's optional "repeat: k" draws its pairs k times as often
     "data": {"sources": [], "batch_mix": "random", "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
     "loss": {
