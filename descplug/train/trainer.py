@@ -116,24 +116,23 @@ def build_source(source: dict) -> PairSet:
 
 
 def load_sources(data: dict) -> list[PairSet]:
-    """One PairSet per configured source, each cached under ``cache_dir`` by its config's digest."""
+    """One PairSet per configured source, each cached under ``cache_dir`` by its config's digest
+    (without ``repeat``, which :func:`teacher_outputs` and :func:`train` apply)."""
     from descplug.detectors import MAGNIFICATION
 
     if not data["sources"]:
         raise ValueError("config: data.sources is empty")
     out = []
     for source in data["sources"]:
-        source = dict(source)
-        repeat = source.pop("repeat", 1)  # checked by load_config
+        source = {k: v for k, v in source.items() if k != "repeat"}
         # the patches depend on the detectors' magnifications too
         key = hashlib.sha1(json.dumps([source, MAGNIFICATION], sort_keys=True).encode()).hexdigest()[:16]
         path = Path(data["cache_dir"]) / f"pairs-{source.get('kind')}-{key}.npz"
         if path.is_file():
-            pairs = PairSet.load(path)
+            out.append(PairSet.load(path))
         else:
-            pairs = build_source(source)
-            pairs.save(path)
-        out.append(pairs.repeat(repeat))
+            out.append(build_source(source))
+            out[-1].save(path)
     return out
 
 
@@ -148,9 +147,9 @@ def used_teachers(loss: dict) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def teacher_outputs(config: dict, sources: list[PairSet], device) -> dict[str, torch.Tensor]:
-    """name -> (2N, D) outputs of the used teachers for ``PairSet.concat(sources)``: anchors, then
-    positives. Cached per source."""
+def teacher_outputs(config: dict, sources: list[PairSet], repeats: list[int], device) -> dict[str, torch.Tensor]:
+    """name -> (2N, D) outputs of the used teachers for ``PairSet.concat(s.repeat(k) for s, k in
+    zip(sources, repeats))``: anchors, then positives. Computed once per source and cached."""
     out = {}
     for name in used_teachers(config["loss"]):
         if name not in config["teachers"]:
@@ -158,8 +157,8 @@ def teacher_outputs(config: dict, sources: list[PairSet], device) -> dict[str, t
                              f"({sorted(config['teachers'])})")
         teacher = Teacher(config["teachers"][name], device=device)
         parts = [cached_outputs(teacher, s.patches(), s.digest(), config["data"]["cache_dir"]) for s in sources]
-        out[name] = torch.cat([p[:len(s)] for p, s in zip(parts, sources)] +
-                              [p[len(s):] for p, s in zip(parts, sources)])
+        out[name] = torch.cat([p[:len(s)].repeat(k, 1) for p, s, k in zip(parts, sources, repeats)] +
+                              [p[len(s):].repeat(k, 1) for p, s, k in zip(parts, sources, repeats)])
     return out
 
 
@@ -296,8 +295,9 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     sources = load_sources(config["data"])
-    pairs = PairSet.concat(sources)
-    teachers = teacher_outputs(config, sources, device)
+    repeats = [source.get("repeat", 1) for source in config["data"]["sources"]]
+    pairs = PairSet.concat([s.repeat(k) for s, k in zip(sources, repeats)])
+    teachers = teacher_outputs(config, sources, repeats, device)
     train_pairs, val, teachers, reference = split_rows(pairs, teachers, config["data"]["val_fraction"],
                                                         config["data"]["max_val"], config["seed"])
     objective = Objective(config["loss"], teachers, train_pairs.tracks)

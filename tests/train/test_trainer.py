@@ -121,6 +121,30 @@ def test_teacher_outputs_stay_aligned_with_training_pairs():
     assert set(reference) == {"copy"}
 
 
+def test_teacher_outputs_of_a_repeated_source_follow_its_copies(tmp_path):
+    """Each source is described once (one cache file) and its outputs are tiled like its pairs."""
+    import numpy as np
+
+    from descplug.train.data import PairSet
+    from descplug.train.teachers import Teacher
+    from descplug.train.trainer import DEFAULTS, merge, teacher_outputs
+
+    rng = np.random.default_rng(0)
+
+    def pairset(n):
+        anchors = rng.integers(0, 255, (n, 32, 32), dtype=np.uint8)
+        return PairSet(anchors, 255 - anchors, np.arange(n), np.zeros((n, 2, 4), np.float32),
+                       np.zeros((n, 2), np.int32))
+
+    sources, repeats = [pairset(7), pairset(5)], [1, 3]
+    config = merge(DEFAULTS, {"teachers": {"rs": "rootsift"}, "loss": {"cosine": {"weight": 1.0, "teacher": "rs"}},
+                              "data": {"cache_dir": str(tmp_path)}})
+    out = teacher_outputs(config, sources, repeats, "cpu")["rs"]
+    pairs = PairSet.concat([s.repeat(k) for s, k in zip(sources, repeats)])
+    assert torch.allclose(out, Teacher("rootsift")(pairs.patches()), atol=1e-3)  # the cache is float16
+    assert len(list(tmp_path.glob("*.npy"))) == 2
+
+
 def test_top1_counts_another_warp_of_the_same_track_as_a_hit():
     import torch
 
