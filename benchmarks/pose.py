@@ -11,6 +11,11 @@ max(rotation error, translation-direction error) in degrees, the translation err
 (an essential matrix fixes t only up to sign); a pair without a pose (fewer than 5 matches, no
 model) or that failed has an infinite error. AUC of the recall-vs-error curve up to 5, 10 and 20
 degrees, in percent.
+
+Match precision, independent of RANSAC: the percentage of a pair's putative matches within
+``--epipolar-threshold`` pixels (default 3) of the ground-truth epipolar lines (the mean of the
+distances in both images), averaged over the pairs with matches; ``gt_inliers`` counts those matches.
+A match that slides along its epipolar line passes, so this is an upper bound of the true precision.
 """
 
 from pathlib import Path
@@ -29,6 +34,7 @@ from .methods import detect_and_describe, load_methods
 AUC_THRESHOLDS = (5, 10, 20)
 MIN_MATCHES = 5
 OPENCV_ITERATIONS = 1000  # findEssentialMat's default, as SuperGlue evaluates
+EPIPOLAR_THRESHOLD = 3.0  # px
 
 
 def normalise(points, K):
@@ -62,6 +68,18 @@ def estimate_pose_pycolmap(points0, points1, K0, K1, threshold=1.0, iterations=N
 
 
 ESTIMATORS = {"opencv": estimate_pose_opencv, "pycolmap": estimate_pose_pycolmap}
+
+
+def epipolar_distances(points0, points1, K0, K1, R, t):
+    """Pixel distance of each match to the epipolar lines of the pose x1 = R x0 + t, the mean of
+    point 1 to the line of point 0 in image 1 and point 0 to the line of point 1 in image 0."""
+    tx = np.array([[0, -t[2], t[1]], [t[2], 0, -t[0]], [-t[1], t[0], 0]], np.float64)
+    F = np.linalg.inv(K1).T @ tx @ R @ np.linalg.inv(K0)
+    h0 = np.c_[np.asarray(points0, np.float64), np.ones(len(points0))]
+    h1 = np.c_[np.asarray(points1, np.float64), np.ones(len(points1))]
+    lines1, lines0 = h0 @ F.T, h1 @ F  # epipolar lines in image 1 and in image 0
+    residual = np.abs(np.sum(h1 * lines1, axis=1))
+    return 0.5 * (residual / np.hypot(*lines1[:, :2].T) + residual / np.hypot(*lines0[:, :2].T))
 
 
 def angle_between(a, b):
@@ -106,21 +124,24 @@ def summarise(records):
     if not records:
         return None
     errors = [r["error"] for r in records]
+    precisions = [r["gt_inliers"] / r["matches"] for r in records if r["matches"]]
     return {
         "auc": {str(t): 100 * a for t, a in zip(AUC_THRESHOLDS, pose_auc(errors))},
         "auc_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, bootstrap_sd(errors))},
         "pairs": len(records),
         "matches": float(np.mean([r["matches"] for r in records])),
+        "gt_inliers": float(np.mean([r["gt_inliers"] for r in records])),
+        "precision": 100 * float(np.mean(precisions)) if precisions else 0.0,
         "median_error": float(np.median(errors)),
         "failed": sum(r["failed"] for r in records),
     }
 
 
-FAILED = {"error": np.inf, "matches": 0, "failed": True}
+FAILED = {"error": np.inf, "matches": 0, "gt_inliers": 0, "failed": True}
 
 
 def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
-             threshold=1.0, iterations=None, device="cpu", progress=True):
+             threshold=1.0, iterations=None, device="cpu", progress=True, epipolar_threshold=EPIPOLAR_THRESHOLD):
     """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}."""
     estimate = ESTIMATORS[estimator]
     if estimator != "opencv" and iterations is not None:
@@ -141,10 +162,12 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                 try:
                     matches0, _ = match_descriptors(desc0, desc1, mutual=True, ratio=ratio, device=device)
                     pairs01 = matches_to_pairs(matches0)
-                    pose = estimate(points0[pairs01[:, 0]], points1[pairs01[:, 1]], pair.K0, pair.K1, threshold,
-                                    iterations)
+                    matched0, matched1 = points0[pairs01[:, 0]], points1[pairs01[:, 1]]
+                    pose = estimate(matched0, matched1, pair.K0, pair.K1, threshold, iterations)
                     error = np.inf if pose is None else pose_error(*pose, pair.R, pair.t)
-                    record = {"error": error, "matches": len(pairs01), "failed": False}
+                    distances = epipolar_distances(matched0, matched1, pair.K0, pair.K1, pair.R, pair.t)
+                    record = {"error": error, "matches": len(pairs01),
+                              "gt_inliers": int(np.sum(distances <= epipolar_threshold)), "failed": False}
                 except Exception as error:
                     report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)
                     record = FAILED
@@ -152,14 +175,15 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
     return report.by_group(records, ["all"] + [group for group, _ in scenes], summarise)
 
 
-def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iterations):
+def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iterations, epipolar_threshold):
     matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
     cap = f", at most {iterations or OPENCV_ITERATIONS} iterations" if estimator == "opencv" else ""
     return (f"Relative pose; {detector} keypoints (top {max_keypoints} by response) detected once and "
             f"described by every method; {matcher}; essential matrix by {estimator} RANSAC "
             f"({threshold} px, normalised by the mean focal length{cap}); error = max(rotation, translation "
             f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error; "
-            f"sd: standard deviation of the AUC over 1000 resamplings of the pairs.")
+            f"sd: standard deviation of the AUC over 1000 resamplings of the pairs; precision: percentage of a pair's "
+            f"matches within {epipolar_threshold} px of the ground-truth epipolar lines, mean over pairs.")
 
 
 def markdown_sections(results):
@@ -168,7 +192,8 @@ def markdown_sections(results):
     for group in groups:
         columns = [("AUC@5", group, "auc", "5"), ("AUC@10", group, "auc", "10"),
                    ("AUC@10 bootstrap sd", group, "auc_sd", "10"), ("AUC@20", group, "auc", "20"),
-                   ("matches", group, "matches", None), ("pairs", group, "pairs", None),
+                   ("matches", group, "matches", None), ("GT inliers", group, "gt_inliers", None),
+                   ("precision (%)", group, "precision", None), ("pairs", group, "pairs", None),
                    ("failed", group, "failed", None)]
         sections.append((group if group != "all" else "all pairs", report.table(results, columns, digits=1)))
     return sections
@@ -197,6 +222,9 @@ def add_arguments(parser):
     parser.add_argument("--ransac-iterations", type=int,
                         help=f"iteration cap of the opencv RANSAC (default: {OPENCV_ITERATIONS}, OpenCV's and "
                              "SuperGlue's; low-inlier pairs need more)")
+    parser.add_argument("--epipolar-threshold", type=float, default=EPIPOLAR_THRESHOLD,
+                        help="pixels from the ground-truth epipolar lines within which a match counts as "
+                             f"correct for the precision figure (default: {EPIPOLAR_THRESHOLD:g})")
 
 
 def read_scenes(args):
@@ -212,9 +240,9 @@ def run(args, specs):
     device = resolve_device(args.device)
     results = evaluate(scenes, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
                        args.estimator, args.threshold, args.ransac_iterations, device,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, epipolar_threshold=args.epipolar_threshold)
     data = {"root": str(args.root), "scenes": {name: len(pairs) for name, pairs in scenes},
             "min_gap": args.min_gap, "max_gap": args.max_gap}
     protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.estimator, args.threshold,
-                             args.ransac_iterations)
+                             args.ransac_iterations, args.epipolar_threshold)
     return report.document("pose", protocol, data, results), markdown_sections(results)

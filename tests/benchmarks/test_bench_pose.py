@@ -32,7 +32,7 @@ def test_auc_of_the_exact_pose_is_100_and_known_values():
     # one pair at 2.5 degrees: recall rises linearly from 0 to 1 over [0, 2.5], then stays at 1
     assert pose.pose_auc([2.5], [5]) == [pytest.approx(0.75)]
     assert pose.pose_auc([2.5, np.inf], [5]) == [pytest.approx(0.375)]
-    exact = [{"error": 0.0, "matches": 10, "failed": False}] * 4
+    exact = [{"error": 0.0, "matches": 10, "gt_inliers": 10, "failed": False}] * 4
     assert pose.summarise(exact)["auc"] == {"5": 100.0, "10": 100.0, "20": 100.0}
     assert pose.summarise(exact)["auc_sd"] == {"5": 0.0, "10": 0.0, "20": 0.0}
 
@@ -41,11 +41,34 @@ def test_auc_bootstrap_sd_is_the_spread_over_resampled_pairs():
     # half the pairs exact, half failed: the AUC is the success rate, whose spread over resampled
     # sets of n pairs is sqrt(p (1 - p) / n)
     for n in (100, 400):
-        records = [{"error": 0.0 if i % 2 else np.inf, "matches": 10, "failed": not i % 2} for i in range(n)]
+        records = [{"error": 0.0 if i % 2 else np.inf, "matches": 10, "gt_inliers": 5, "failed": not i % 2}
+                   for i in range(n)]
         summary = pose.summarise(records)
         assert summary["auc"]["10"] == pytest.approx(50.0)
         assert summary["auc_sd"]["10"] == pytest.approx(100 * np.sqrt(0.25 / n), rel=0.1)
     assert pose.bootstrap_sd([1.0, 3.0, np.inf]) == pose.bootstrap_sd([1.0, 3.0, np.inf])  # seeded
+
+
+def test_epipolar_distance_of_exact_shifted_and_wrong_matches():
+    points0, points1, K0, K1, R, t = synthetic_views()
+    assert np.max(pose.epipolar_distances(points0, points1, K0, K1, R, t)) < 1e-6
+    assert np.max(pose.epipolar_distances(points0, points1, K0, K1, R, 5 * t)) < 1e-6  # t only up to scale
+    # point 1 moved 2 px across its epipolar line: 2 px in image 1, less in image 0 (focal 600 vs 700)
+    lines1 = np.c_[points0, np.ones(len(points0))] @ (np.linalg.inv(K1).T @ np.cross(np.eye(3), t) @ R
+                                                      @ np.linalg.inv(K0)).T
+    normal = lines1[:, :2] / np.linalg.norm(lines1[:, :2], axis=1, keepdims=True)
+    shifted = pose.epipolar_distances(points0, points1 + 2 * normal, K0, K1, R, t)
+    assert np.all((shifted > 1.6) & (shifted < 2.0))
+    wrong = pose.epipolar_distances(points0, np.roll(points1, 1, axis=0), K0, K1, R, t)
+    assert np.mean(wrong > pose.EPIPOLAR_THRESHOLD) > 0.9
+
+
+def test_precision_is_the_mean_over_pairs_with_matches():
+    records = [{"error": 1.0, "matches": 10, "gt_inliers": 10, "failed": False},
+               {"error": 1.0, "matches": 100, "gt_inliers": 50, "failed": False},
+               {"error": np.inf, "matches": 0, "gt_inliers": 0, "failed": False}]
+    summary = pose.summarise(records)
+    assert summary["precision"] == pytest.approx(75.0) and summary["gt_inliers"] == pytest.approx(20.0)
 
 
 def test_pose_error_is_up_to_the_sign_of_t():
@@ -82,7 +105,9 @@ def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
     room, bad = results["sift"]["room"], results["sift"]["bad"]
     assert room["pairs"] == 5 and room["failed"] == 0 and room["auc"]["5"] > 70
     zero = {"5": 0.0, "10": 0.0, "20": 0.0}
-    assert bad == {"auc": zero, "auc_sd": zero, "pairs": 1, "matches": 0.0, "median_error": np.inf, "failed": 1}
+    assert room["precision"] > 60 and room["gt_inliers"] <= room["matches"]
+    assert bad == {"auc": zero, "auc_sd": zero, "pairs": 1, "matches": 0.0, "gt_inliers": 0.0, "precision": 0.0,
+                   "median_error": np.inf, "failed": 1}
     assert results["sift"]["all"]["pairs"] == 6
     assert "FAILED image" in capsys.readouterr().err
 
