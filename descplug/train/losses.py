@@ -92,13 +92,12 @@ def cosine_distillation(student: torch.Tensor, teacher: torch.Tensor) -> torch.T
     return (1.0 - F.cosine_similarity(student, teacher, dim=1)).mean()
 
 
-COSINE_TARGETS = {"view": 0.0, "track": 1.0, "medoid": 1.0}  # name -> weight of the track target
+COSINE_TARGETS = {"view": 0.0, "track": 1.0}  # name -> weight of the track centroid in the target
 
 
 def track_weight(target) -> float:
-    """``loss.cosine.target`` -> weight of the track target in the cosine target: "view" (0), "track"
-    or "medoid" (1), or a number in [0, 1] that blends the view with the track centroid (see
-    :func:`cosine_targets`)."""
+    """``loss.cosine.target`` -> weight of the track centroid in the cosine target: "view" (0), "track"
+    (1), or a number in [0, 1] that blends the two (see :func:`cosine_targets`)."""
     if isinstance(target, str) and target in COSINE_TARGETS:
         return COSINE_TARGETS[target]
     if isinstance(target, (int, float)) and not isinstance(target, bool) and 0.0 <= target <= 1.0:
@@ -109,43 +108,19 @@ def track_weight(target) -> float:
 
 def cosine_targets(view: torch.Tensor, centroid: torch.Tensor | None, weight: float) -> torch.Tensor:
     """Unit ``(1 - weight) * view + weight * centroid``: each patch's target between its own teacher
-    descriptor (weight 0) and its track's target (weight 1)."""
+    descriptor (weight 0) and its track's centroid (weight 1)."""
     if centroid is None or weight == 0.0:
         return view
     return F.normalize((1.0 - weight) * view + weight * centroid, dim=1)
-
-
-def track_targets(target, anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-    """Per pair, the track target named by ``loss.cosine.target``: :func:`track_medoids` for
-    "medoid", else :func:`track_centroids`. Shape (N, D)."""
-    return (track_medoids if target == "medoid" else track_centroids)(anchors, positives, tracks)
-
-
-def _per_track_centroids(descriptors: torch.Tensor, track: torch.Tensor) -> torch.Tensor:
-    sums = torch.zeros(int(track.max()) + 1, descriptors.shape[1], dtype=descriptors.dtype, device=descriptors.device)
-    return F.normalize(sums.index_add_(0, track, descriptors), dim=1)
 
 
 def track_centroids(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
     """Per pair, the unit mean of the descriptors of every patch (anchor or positive, in any pair)
     of its track: a target that no single view's appearance pulls away from the track. Shape (N, D)."""
     _, track = torch.unique(tracks, return_inverse=True)
-    return _per_track_centroids(torch.cat([anchors, positives]), torch.cat([track, track]))[track]
-
-
-def track_medoids(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> torch.Tensor:
-    """Per pair, the descriptor of the patch of its track (anchor or positive, in any pair) closest
-    to the track's centroid: one real view, the same for every pair of the track. Shape (N, D)."""
-    _, track = torch.unique(tracks, return_inverse=True)
-    descriptors, owner = torch.cat([anchors, positives]), torch.cat([track, track])
-    centroids = _per_track_centroids(descriptors, owner)
-    score = (descriptors * centroids[owner]).sum(dim=1)
-    best = torch.full((centroids.shape[0],), -float("inf"), dtype=score.dtype, device=score.device)
-    best.scatter_reduce_(0, owner, score, reduce="amax")
-    chosen = torch.zeros(centroids.shape[0], dtype=torch.long, device=score.device)
-    winners = torch.nonzero(score == best[owner]).squeeze(1)
-    chosen[owner[winners]] = winners  # ties: any winner will do
-    return descriptors[chosen][track]
+    sums = torch.zeros(int(track.max()) + 1, anchors.shape[1], dtype=anchors.dtype, device=anchors.device)
+    sums.index_add_(0, track, anchors).index_add_(0, track, positives)
+    return F.normalize(sums, dim=1)[track]
 
 
 class Whitening(torch.nn.Module):

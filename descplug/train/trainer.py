@@ -43,9 +43,8 @@ DEFAULTS = {
         "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
         "desdis": {"weight": 0.0, "teacher": None, "p": 1, "negatives": "student"},
         # target: "view" (each patch's own teacher descriptor), "track" (the unit mean of the teacher's
-        # descriptors of every training patch of the pair's track, see losses.track_centroids),
-        # "medoid" (the one of those descriptors closest to that mean, losses.track_medoids), or a
-        # number in [0, 1] that blends the view with the track mean (the weight of the mean)
+        # descriptors of every training patch of the pair's track, see losses.track_centroids), or a
+        # number in [0, 1] that blends them (the weight of the track centroid)
         "cosine": {"weight": 0.0, "teacher": None, "target": "view"},
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
@@ -184,7 +183,7 @@ class Objective:
         self.track_weight, self.centroids = losses.track_weight(cosine["target"]), None
         if cosine["weight"] and self.track_weight:
             out = teachers[cosine["teacher"]]
-            self.centroids = losses.track_targets(cosine["target"], out[:self.n], out[self.n:], torch.from_numpy(tracks))
+            self.centroids = losses.track_centroids(out[:self.n], out[self.n:], torch.from_numpy(tracks))
         kd = loss_cfg["kd"]
         self.whitenings = None
         if kd["weight"] and kd["whiten"]:

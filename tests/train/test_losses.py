@@ -87,18 +87,6 @@ def test_track_centroids_average_every_patch_of_a_track():
     assert torch.allclose(got[1], unit(45)[0], atol=1e-6)
 
 
-def test_track_medoids_pick_the_view_closest_to_the_track_centroid():
-    # track 5 shows views at 0, 60, 0, 120 deg: their mean points at about 41 deg, so the 60 deg view
-    # is every pair's target; track 3 has two views equally far from their mean, either will do
-    anchors, positives = unit(0, 90, 0), unit(60, 0, 120)
-    got = losses.track_medoids(anchors, positives, torch.tensor([5, 3, 5]))
-    assert torch.allclose(got[0], unit(60)[0], atol=1e-6) and torch.allclose(got[2], unit(60)[0], atol=1e-6)
-    assert any(torch.allclose(got[1], unit(d)[0], atol=1e-6) for d in (0, 90))
-    assert torch.equal(losses.track_targets("medoid", anchors, positives, torch.tensor([5, 3, 5])), got)
-    assert torch.equal(losses.track_targets("track", anchors, positives, torch.tensor([5, 3, 5])),
-                       losses.track_centroids(anchors, positives, torch.tensor([5, 3, 5])))
-
-
 def test_whitening_gives_identity_covariance_and_floors_eigenvalues():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(5000, 4, generator=g) * torch.tensor([5.0, 2.0, 1.0, 0.0]) + 3.0
