@@ -129,7 +129,7 @@ class Batch:
 
 
 def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
-                  groups: np.ndarray | None = None) -> list[np.ndarray]:
+                  groups: np.ndarray | None = None, interleave: bool = False) -> list[np.ndarray]:
     """One epoch of row indices in batches of distinct tracks.
 
     Rows are shuffled, then ordered by the occurrence rank of their track (first occurrence, second,
@@ -137,7 +137,10 @@ def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
     from its chunk for this epoch. With ``groups`` (a group id per row, e.g. the anchor's image) the
     groups come one after another in a random order, each ordered by occurrence rank, so a batch
     draws its negatives from one or two groups: keypoints of the same image, the confusers that
-    matching an image pair meets. Batches of fewer than two pairs are left out.
+    matching an image pair meets. With ``interleave`` as well, the groups take turns within each
+    occurrence rank instead, so a batch holds several whole groups (of fewer tracks than the batch)
+    side by side: hard negatives within each group, while the batch as a whole, and so its
+    BatchNorm statistics, stays varied. Batches of fewer than two pairs are left out.
     """
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2")
@@ -153,7 +156,7 @@ def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
     else:
         _, group = np.unique(groups[order], return_inverse=True)
         group_rank = rng.permutation(group.max() + 1)[group]
-        order = order[np.lexsort((ranks, group_rank))]
+        order = order[np.lexsort((group_rank, ranks) if interleave else (ranks, group_rank))]
     out = []
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
@@ -171,7 +174,7 @@ def make_batch(pairs: PairSet, index: np.ndarray) -> Batch:
                  torch.from_numpy(pairs.keypoints[index]), torch.from_numpy(index))
 
 
-BATCH_MIXES = ("random", "image")
+BATCH_MIXES = ("random", "image", "similar")
 
 
 def check_batch_mix(mix: str) -> None:
@@ -179,18 +182,46 @@ def check_batch_mix(mix: str) -> None:
         raise ValueError(f"data.batch_mix must be one of {BATCH_MIXES}, got {mix!r}")
 
 
-def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0,
-            position: int = 0, mix: str = "random") -> Iterator[Batch]:
+def similar_groups(tracks: np.ndarray, descriptors: np.ndarray | torch.Tensor, group_tracks: int) -> np.ndarray:
+    """A group id per row: the tracks split into groups of at most ``group_tracks`` tracks whose
+    (mean) descriptors are alike. Each split halves a group at the median of its descriptors'
+    projection on their principal direction, so groups are balanced and deterministic. Batches
+    drawn group by group (:func:`batch_indices`) hold the negatives a descriptor finds hardest."""
+    if group_tracks < 2:
+        raise ValueError(f"data.group_tracks must be at least 2, got {group_tracks!r}")
+    descriptors = np.asarray(descriptors, dtype=np.float64)
+    if descriptors.shape[0] != len(tracks):
+        raise ValueError(f"{descriptors.shape[0]} descriptors for {len(tracks)} rows")
+    ids, inverse = np.unique(tracks, return_inverse=True)
+    means = np.zeros((len(ids), descriptors.shape[1]))
+    np.add.at(means, inverse, descriptors)
+    labels = np.zeros(len(ids), dtype=np.int64)
+    pending, done = [np.arange(len(ids))], 0
+    while pending:
+        members = pending.pop()
+        if len(members) <= group_tracks:
+            labels[members], done = done, done + 1
+            continue
+        x = means[members] - means[members].mean(axis=0)
+        direction = np.linalg.eigh(x.T @ x)[1][:, -1]
+        order = members[np.argsort(x @ direction, kind="stable")]
+        pending += [order[:len(order) // 2], order[len(order) // 2:]]
+    return labels[inverse]
+
+
+def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0, position: int = 0,
+            groups: np.ndarray | None = None, interleave: bool = False) -> Iterator[Batch]:
     """Endless, reproducible stream of batches: epoch e is shuffled with seed (seed, e). Start at
     (``epoch``, ``position``) -- the values of the last batch seen -- to resume a stream.
-    ``mix``: ``random`` draws a batch's pairs from the whole set, ``image`` from one anchor image at
-    a time (see :func:`batch_indices`)."""
+    ``groups`` (a group id per row) draws a batch's pairs from one group at a time, e.g. the anchor
+    image, or with ``interleave`` from several whole groups, e.g. of :func:`similar_groups` (see
+    :func:`batch_indices`); without, from the whole set."""
     if len(np.unique(pairs.tracks)) < 2:
         raise ValueError("a pair set needs at least two tracks to form negatives")
-    check_batch_mix(mix)
-    groups = pairs.images[:, 0] if mix == "image" else None
+    if groups is not None and len(groups) != len(pairs):
+        raise ValueError(f"{len(groups)} batch groups for {len(pairs)} pairs")
     while True:
-        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups)
+        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups, interleave)
         for i in range(position, len(chunks)):
             batch = make_batch(pairs, chunks[i])
             batch.epoch, batch.position = epoch, i + 1

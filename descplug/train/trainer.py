@@ -23,7 +23,7 @@ import yaml
 from . import losses
 from .card import count_macs, count_parameters, hardware, write_card
 from .data import (PairSet, WarpConfig, batches, check_batch_mix, make_batch, read_hpatches, read_phototour,
-                   sfm_pairs, warp_pairs)
+                   sfm_pairs, similar_groups, warp_pairs)
 from .teachers import Teacher, cached_outputs
 
 DEFAULTS = {
@@ -35,9 +35,12 @@ DEFAULTS = {
     "model": {"arch": "desdis", "width": 8, "dim": 128, "dropout": 0.1},
     # a checkpoint (path or shipped name) of the same architecture whose weights start the run
     "init": None,
-    # batch_mix: "random" (a batch's pairs from the whole set) or "image" (one anchor image at a time);
+    # batch_mix: "random" (a batch's pairs from the whole set), "image" (one anchor image at a time) or
+    # "similar" (several groups of group_tracks tracks alike to teacher batch_teacher side by side, see
+    # data.similar_groups);
     # a source's optional "repeat: k" draws its pairs k times as often
-    "data": {"sources": [], "batch_mix": "random", "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
+    "data": {"sources": [], "batch_mix": "random", "batch_teacher": None, "group_tracks": 1024, "interleave": False,
+             "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
     "loss": {
         "triplet": {"weight": 1.0, "margin": 1.0, "anchor_swap": True},
@@ -87,6 +90,9 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     config = merge(DEFAULTS, merge(raw, overrides or {}))
     try:
         check_batch_mix(config["data"]["batch_mix"])
+        if config["data"]["batch_mix"] == "similar" and not config["data"]["batch_teacher"]:
+            raise ValueError("data.batch_mix 'similar' needs data.batch_teacher, the teacher whose descriptors "
+                             "group the tracks")
         losses.track_weight(config["loss"]["cosine"]["target"])
         for source in config["data"]["sources"]:
             check_repeat(source)
@@ -136,14 +142,16 @@ def load_sources(data: dict) -> list[PairSet]:
     return out
 
 
-def used_teachers(loss: dict) -> list[str]:
-    names = []
+def used_teachers(config: dict) -> list[str]:
+    loss, names = config["loss"], []
     if loss["desdis"]["weight"]:
         names.append(loss["desdis"]["teacher"])
     if loss["cosine"]["weight"]:
         names.append(loss["cosine"]["teacher"])
     if loss["kd"]["weight"]:
         names.extend(loss["kd"]["teachers"])
+    if config["data"]["batch_mix"] == "similar":
+        names.append(config["data"]["batch_teacher"])
     return list(dict.fromkeys(names))
 
 
@@ -151,9 +159,9 @@ def teacher_outputs(config: dict, sources: list[PairSet], repeats: list[int], de
     """name -> (2N, D) outputs of the used teachers for ``PairSet.concat(s.repeat(k) for s, k in
     zip(sources, repeats))``: anchors, then positives. Computed once per source and cached."""
     out = {}
-    for name in used_teachers(config["loss"]):
+    for name in used_teachers(config):
         if name not in config["teachers"]:
-            raise ValueError(f"config: loss refers to teacher {name!r}, not defined under 'teachers' "
+            raise ValueError(f"config: loss or data refer to teacher {name!r}, not defined under 'teachers' "
                              f"({sorted(config['teachers'])})")
         teacher = Teacher(config["teachers"][name], device=device)
         parts = [cached_outputs(teacher, s.patches(), s.digest(), config["data"]["cache_dir"]) for s in sources]
@@ -231,6 +239,15 @@ def split_rows(pairs: PairSet, teachers: dict[str, torch.Tensor], val_fraction: 
     reference = {name: top1(out[val_rows], out[n + val_rows], val_tracks) for name, out in teachers.items()}
     train_teachers = {name: torch.cat([out[:n][train_rows], out[n:][train_rows]]) for name, out in teachers.items()}
     return pairs.subset(train_rows), pairs.subset(val_rows), train_teachers, reference
+
+
+def batch_groups(data: dict, pairs: PairSet, teachers: dict[str, torch.Tensor]) -> np.ndarray | None:
+    """The group id per training row that ``data.batch_mix`` asks for (None: random batches)."""
+    if data["batch_mix"] == "image":
+        return pairs.images[:, 0]
+    if data["batch_mix"] == "similar":
+        return similar_groups(pairs.tracks, teachers[data["batch_teacher"]][:len(pairs)], data["group_tracks"])
+    return None
 
 
 def top1(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -> float:
@@ -323,7 +340,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         elapsed, val_acc = state["elapsed"], state["val"]
 
     stream = batches(train_pairs, optim_cfg["batch_size"], config["seed"], epoch, position,
-                     config["data"]["batch_mix"])
+                     batch_groups(config["data"], train_pairs, teachers), config["data"]["interleave"])
     bar = None
     if progress:
         from tqdm import tqdm
@@ -381,7 +398,7 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "macs_per_patch": count_macs(model),
         "descriptor_size": model.descriptor_size,
         "magnification": dict(MAGNIFICATION),
-        "teachers": [f"{n}: {config['teachers'][n]}" for n in used_teachers(loss_cfg)],
+        "teachers": [f"{n}: {config['teachers'][n]}" for n in used_teachers(config)],
         "losses": ", ".join(f"{k} x{v['weight']} {({a: b for a, b in v.items() if a != 'weight'})}"
                             for k, v in active.items()),
         "data": f"{len(pairs)} pairs / {len(np.unique(pairs.tracks))} tracks from {config['data']['sources']}",

@@ -51,10 +51,39 @@ def test_image_batches_draw_negatives_from_one_image_at_a_time():
     assert np.mean([len(np.unique(images[c])) for c in shuffled]) > 4
     pairs = tiny_pairset(tracks)
     pairs.images[:, 0] = images
-    batch = next(data.batches(pairs, 32, seed=0, mix="image"))
+    batch = next(data.batches(pairs, 32, seed=0, groups=images))
     assert len(np.unique(images[batch.index.numpy()])) <= 2
-    with pytest.raises(ValueError, match="batch_mix must be one of"):
-        next(data.batches(pairs, 32, mix="scene"))
+    with pytest.raises(ValueError, match="599 batch groups for 600 pairs"):
+        next(data.batches(pairs, 32, groups=images[1:]))
+
+
+def test_similar_groups_gather_alike_tracks_into_balanced_groups():
+    rng = np.random.default_rng(0)
+    centres = np.eye(8)[:4] * 5  # four well-separated kinds of keypoint, 50 tracks each
+    kind = np.repeat(np.arange(4), 50)
+    tracks = np.repeat(rng.permutation(200), 3)  # 3 pairs per track, tracks in random order
+    descriptors = centres[kind[tracks]] + rng.normal(0, 0.1, (600, 8))
+    groups = data.similar_groups(tracks, descriptors, group_tracks=50)
+    assert groups.max() + 1 == 4
+    for g in range(4):
+        assert len(np.unique(kind[tracks[groups == g]])) == 1  # one kind per group
+        assert len(np.unique(tracks[groups == g])) == 50
+    for track in np.unique(tracks):
+        assert len(np.unique(groups[tracks == track])) == 1  # a track never straddles two groups
+    assert np.bincount(data.similar_groups(tracks, descriptors, 30)).max() <= 3 * 30
+    assert (data.similar_groups(tracks, descriptors, 50) == groups).all()  # deterministic
+    # interleaved: each batch of 100 holds about four whole groups of 25 tracks, never one track twice
+    groups = data.similar_groups(tracks, descriptors, group_tracks=25)
+    chunks = data.batch_indices(tracks, 100, np.random.default_rng(1), groups, interleave=True)
+    assert sum(len(c) for c in chunks) == len(tracks)
+    for chunk in chunks:
+        assert len(np.unique(tracks[chunk])) == len(chunk)
+        per_group = np.bincount(groups[chunk])
+        assert 4 <= (per_group > 0).sum() <= 5 and (per_group[per_group > 0] == 25).sum() >= 3
+    with pytest.raises(ValueError, match="group_tracks must be at least 2"):
+        data.similar_groups(tracks, descriptors, 1)
+    with pytest.raises(ValueError, match="599 descriptors for 600 rows"):
+        data.similar_groups(tracks, descriptors[1:], 50)
 
 
 def test_batch_stream_is_reproducible_and_resumable():

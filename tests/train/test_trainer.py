@@ -66,6 +66,7 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     for text, message in (("modle: {}", "unknown config keys"),
                           ("data: {batch_mix: scene}", "data.batch_mix must be one of"),
+                          ("data: {batch_mix: similar}", "data.batch_mix 'similar' needs data.batch_teacher"),
                           ("loss: {cosine: {target: pair}}", "loss.cosine.target must be one of"),
                           ("loss: {cosine: {target: 1.5}}", "or a number in [0, 1], got 1.5"),
                           ("data: {sources: [{kind: sfm, repeat: 0}]}", "'sfm': repeat must be a whole number")):
@@ -98,6 +99,27 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(tiny_config, tmp_path
     bad.write_text(yaml.safe_dump({**yaml.safe_load(tiny_config.read_text()), "init": str(wider)}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
     assert "init" in (err := capsys.readouterr().err) and "{'width': 8" in err and "{'width': 4" in err
+
+
+def test_similar_batches_group_tracks_by_the_batch_teacher(tiny_config, tmp_path):
+    """batch_mix 'similar' computes the batch teacher's outputs even when no loss term uses it, and
+    draws each batch from a group of at most group_tracks alike tracks."""
+    import numpy as np
+
+    from descplug.train.data import PairSet
+    from descplug.train.trainer import batch_groups, load_sources, teacher_outputs, used_teachers
+
+    config = load_config(tiny_config, {"data": {"batch_mix": "similar", "batch_teacher": "rootsift",
+                                                "group_tracks": 16}, "loss": {"kd": {"weight": 0.0}}})
+    assert used_teachers(config) == ["net", "rootsift"]
+    sources = load_sources(config["data"])
+    pairs = PairSet.concat(sources)
+    teachers = teacher_outputs(config, sources, [1], "cpu")
+    groups = batch_groups(config["data"], pairs, teachers)
+    assert groups.max() + 1 >= len(np.unique(pairs.tracks)) / 16
+    assert max(len(np.unique(pairs.tracks[groups == g])) for g in range(groups.max() + 1)) <= 16
+    out = train(config, progress=False)
+    assert any(t.startswith("rootsift") for t in json.loads(out.with_suffix(".json").read_text())["teachers"])
 
 
 def test_teacher_outputs_stay_aligned_with_training_pairs():
