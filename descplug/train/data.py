@@ -129,7 +129,7 @@ class Batch:
 
 
 def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
-                  groups: np.ndarray | None = None, interleave: bool = False) -> list[np.ndarray]:
+                  groups: np.ndarray | None = None) -> list[np.ndarray]:
     """One epoch of row indices in batches of distinct tracks.
 
     Rows are shuffled, then ordered by the occurrence rank of their track (first occurrence, second,
@@ -137,10 +137,8 @@ def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
     from its chunk for this epoch. With ``groups`` (a group id per row, e.g. the anchor's image) the
     groups come one after another in a random order, each ordered by occurrence rank, so a batch
     draws its negatives from one or two groups: keypoints of the same image, the confusers that
-    matching an image pair meets. With ``interleave`` as well, the groups take turns within each
-    occurrence rank instead, so a batch holds several whole groups (of fewer tracks than the batch)
-    side by side: hard negatives within each group, while the batch as a whole, and so its
-    BatchNorm statistics, stays varied. Batches of fewer than two pairs are left out.
+    matching an image pair meets, or tracks alike to a teacher (:func:`similar_groups`). Batches of
+    fewer than two pairs are left out.
     """
     if batch_size < 2:
         raise ValueError("batch_size must be at least 2")
@@ -156,7 +154,7 @@ def batch_indices(tracks: np.ndarray, batch_size: int, rng: np.random.Generator,
     else:
         _, group = np.unique(groups[order], return_inverse=True)
         group_rank = rng.permutation(group.max() + 1)[group]
-        order = order[np.lexsort((group_rank, ranks) if interleave else (ranks, group_rank))]
+        order = order[np.lexsort((ranks, group_rank))]
     out = []
     for i in range(0, len(order), batch_size):
         chunk = order[i:i + batch_size]
@@ -185,8 +183,9 @@ def check_batch_mix(mix: str) -> None:
 def similar_groups(tracks: np.ndarray, descriptors: np.ndarray | torch.Tensor, group_tracks: int) -> np.ndarray:
     """A group id per row: the tracks split into groups of at most ``group_tracks`` tracks whose
     (mean) descriptors are alike. Each split halves a group at the median of its descriptors'
-    projection on their principal direction, so groups are balanced and deterministic. Batches
-    drawn group by group (:func:`batch_indices`) hold the negatives a descriptor finds hardest."""
+    projection on their principal direction, so groups hold between ``group_tracks / 2`` and
+    ``group_tracks`` tracks and are deterministic. Batches drawn group by group
+    (:func:`batch_indices`) hold the negatives a descriptor finds hardest, and alike patches."""
     if group_tracks < 2:
         raise ValueError(f"data.group_tracks must be at least 2, got {group_tracks!r}")
     descriptors = np.asarray(descriptors, dtype=np.float64)
@@ -210,18 +209,17 @@ def similar_groups(tracks: np.ndarray, descriptors: np.ndarray | torch.Tensor, g
 
 
 def batches(pairs: PairSet, batch_size: int, seed: int = 0, epoch: int = 0, position: int = 0,
-            groups: np.ndarray | None = None, interleave: bool = False) -> Iterator[Batch]:
+            groups: np.ndarray | None = None) -> Iterator[Batch]:
     """Endless, reproducible stream of batches: epoch e is shuffled with seed (seed, e). Start at
     (``epoch``, ``position``) -- the values of the last batch seen -- to resume a stream.
     ``groups`` (a group id per row) draws a batch's pairs from one group at a time, e.g. the anchor
-    image, or with ``interleave`` from several whole groups, e.g. of :func:`similar_groups` (see
-    :func:`batch_indices`); without, from the whole set."""
+    image or :func:`similar_groups` (see :func:`batch_indices`); without, from the whole set."""
     if len(np.unique(pairs.tracks)) < 2:
         raise ValueError("a pair set needs at least two tracks to form negatives")
     if groups is not None and len(groups) != len(pairs):
         raise ValueError(f"{len(groups)} batch groups for {len(pairs)} pairs")
     while True:
-        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups, interleave)
+        chunks = batch_indices(pairs.tracks, batch_size, np.random.default_rng([seed, epoch]), groups)
         for i in range(position, len(chunks)):
             batch = make_batch(pairs, chunks[i])
             batch.epoch, batch.position = epoch, i + 1

@@ -36,10 +36,10 @@ DEFAULTS = {
     # a checkpoint (path or shipped name) of the same architecture whose weights start the run
     "init": None,
     # batch_mix: "random" (a batch's pairs from the whole set), "image" (one anchor image at a time) or
-    # "similar" (several groups of group_tracks tracks alike to teacher batch_teacher side by side, see
+    # "similar" (one group at a time of at most group_tracks tracks alike to teacher batch_teacher, see
     # data.similar_groups);
     # a source's optional "repeat: k" draws its pairs k times as often
-    "data": {"sources": [], "batch_mix": "random", "batch_teacher": None, "group_tracks": 1024, "interleave": False,
+    "data": {"sources": [], "batch_mix": "random", "batch_teacher": None, "group_tracks": 1024,
              "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
     "loss": {
@@ -340,7 +340,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         elapsed, val_acc = state["elapsed"], state["val"]
 
     stream = batches(train_pairs, optim_cfg["batch_size"], config["seed"], epoch, position,
-                     batch_groups(config["data"], train_pairs, teachers), config["data"]["interleave"])
+                     batch_groups(config["data"], train_pairs, teachers))
     bar = None
     if progress:
         from tqdm import tqdm
