@@ -180,6 +180,16 @@ def check_batch_mix(mix: str) -> None:
         raise ValueError(f"data.batch_mix must be one of {BATCH_MIXES}, got {mix!r}")
 
 
+def describe_batch_mix(data: dict) -> str:
+    """How a run's batches are drawn, in words, for its model card (``data`` is the config's data)."""
+    check_batch_mix(data["batch_mix"])
+    if data["batch_mix"] == "image":
+        return "one anchor image at a time"
+    if data["batch_mix"] == "similar":
+        return f"one group at a time of at most {data['group_tracks']} tracks alike to {data['batch_teacher']}"
+    return "random"
+
+
 def similar_groups(tracks: np.ndarray, descriptors: np.ndarray | torch.Tensor, group_tracks: int) -> np.ndarray:
     """A group id per row: the tracks split into groups of at most ``group_tracks`` tracks whose
     (mean) descriptors are alike. Each split halves a group at the median of its descriptors'

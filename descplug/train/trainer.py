@@ -22,8 +22,8 @@ import yaml
 
 from . import losses
 from .card import count_macs, count_parameters, hardware, write_card
-from .data import (PairSet, WarpConfig, batches, check_batch_mix, make_batch, read_hpatches, read_phototour,
-                   sfm_pairs, similar_groups, warp_pairs)
+from .data import (PairSet, WarpConfig, batches, check_batch_mix, describe_batch_mix, make_batch, read_hpatches,
+                   read_phototour, sfm_pairs, similar_groups, warp_pairs)
 from .teachers import Teacher, cached_outputs
 
 DEFAULTS = {
@@ -404,6 +404,7 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "data": f"{len(pairs)} pairs / {len(np.unique(pairs.tracks))} tracks from {config['data']['sources']}",
         "steps": config["optim"]["steps"],
         "batch_size": config["optim"]["batch_size"],
+        "batches": describe_batch_mix(config["data"]),
         "wall_time_s": round(train_s, 1),
         "total_time_s": round(total_s, 1),
         "hardware": hardware(),

@@ -84,6 +84,14 @@ def test_similar_groups_gather_alike_tracks_into_balanced_groups():
         data.similar_groups(tracks, descriptors[1:], 50)
 
 
+def test_model_cards_name_the_batch_mix():
+    mix = {"batch_mix": "similar", "batch_teacher": "desdis32", "group_tracks": 512}
+    assert data.describe_batch_mix(mix) == "one group at a time of at most 512 tracks alike to desdis32"
+    assert data.describe_batch_mix({"batch_mix": "image"}) == "one anchor image at a time"
+    with pytest.raises(ValueError, match="batch_mix must be one of"):
+        data.describe_batch_mix({"batch_mix": "scene"})
+
+
 def test_batch_stream_is_reproducible_and_resumable():
     pairs = tiny_pairset(np.arange(50) % 20)
     first = [b.index.tolist() for _, b in zip(range(6), data.batches(pairs, 8, seed=3))]

@@ -45,6 +45,7 @@ def test_tiny_training_run_resume_and_card(tiny_config, tmp_path):
     card = json.loads(out.with_suffix(".json").read_text())
     for key in ("teachers", "data", "recipe", "steps", "wall_time_s", "hardware", "parameters", "macs_per_patch"):
         assert key in card
+    assert card["batches"] == "random" and "| batches | random |" in out.with_suffix(".md").read_text()
     assert card["steps"] == 6 and card["parameters"] == sum(p.numel() for p in model.parameters())
     assert out.with_suffix(".md").read_text().startswith("# tiny")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 2  # both teachers' outputs cached
