@@ -75,7 +75,6 @@ def render_card(card: dict) -> str:
             ("teachers", ", ".join(card.get("teachers", [])) or "none"), ("losses", card.get("losses")),
             ("training data", card.get("data")), ("steps", card.get("steps")),
             ("batch size", card.get("batch_size")), ("batches", card.get("batches")),
-            ("saved weights", card.get("weight_average")),
             ("wall time", _duration(card.get("wall_time_s"))),
             ("hardware", card.get("hardware")), ("recipe", f"`{card.get('recipe')}`"),
             ("started from (fine-tuned)", card.get("init")),

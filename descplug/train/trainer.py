@@ -52,9 +52,7 @@ DEFAULTS = {
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
     },
-    # ema: decay of an exponential moving average of the weights (0: off); when on, validation and the
-    # saved model use the average (see WeightAverage)
-    "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50, "ema": 0.0},
+    "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50},
     "run_dir": None,
     "checkpoint_every": 500,
     "val_every": 100,
@@ -98,9 +96,6 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
         losses.track_weight(config["loss"]["cosine"]["target"])
         for source in config["data"]["sources"]:
             check_repeat(source)
-        ema = config["optim"]["ema"]
-        if isinstance(ema, bool) or not isinstance(ema, (int, float)) or not 0 <= ema < 1:
-            raise ValueError(f"optim.ema must be a number in [0, 1) (0: off), got {ema!r}")
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from None
     config["name"] = config["name"] or Path(path).stem
@@ -285,39 +280,6 @@ def start_from(model: torch.nn.Module, init: str) -> None:
     model.load_state_dict(source.state_dict())
 
 
-class WeightAverage:
-    """Exponential moving average of a model's weights (and BatchNorm statistics), updated after
-    every optimiser step with decay min(decay, (1 + step) / (10 + step)), so early steps, far from
-    the final weights, fade quickly. ``model()`` is a copy of the network holding the average."""
-
-    def __init__(self, model: torch.nn.Module, decay: float):
-        self.decay, self.updates = decay, 0
-        self.average = copy.deepcopy(model).eval()
-        for p in self.average.parameters():
-            p.requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
-        self.updates += 1
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
-        current = model.state_dict()
-        for key, value in self.average.state_dict().items():
-            if value.dtype.is_floating_point:
-                value.mul_(d).add_(current[key].detach(), alpha=1 - d)
-            else:
-                value.copy_(current[key])
-
-    def model(self) -> torch.nn.Module:
-        return self.average
-
-    def state_dict(self) -> dict:
-        return {"model": self.average.state_dict(), "updates": self.updates}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.average.load_state_dict(state["model"])
-        self.updates = state["updates"]
-
-
 # --------------------------------------------------------------------------- the run
 
 def _lr_lambda(optim_cfg: dict):
@@ -364,7 +326,6 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     optim_cfg = config["optim"]
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optim_cfg))
-    average = WeightAverage(model, optim_cfg["ema"]) if optim_cfg["ema"] else None
     step, epoch, position, elapsed, val_acc = 0, 0, 0, 0.0, float("nan")
     last = run_dir / "last.pt"
     if resume:
@@ -374,8 +335,6 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        if average is not None:
-            average.load_state_dict(state["ema"])
         torch.set_rng_state(state["torch_rng"])
         step, epoch, position = state["step"], state["epoch"], state["position"]
         elapsed, val_acc = state["elapsed"], state["val"]
@@ -401,11 +360,9 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         loss.backward()
         optimizer.step()
         scheduler.step()
-        if average is not None:
-            average.update(model)
         step, epoch, position = step + 1, batch.epoch, batch.position
         if step % config["val_every"] == 0 or step == optim_cfg["steps"]:
-            val_acc = validate(model if average is None else average.model(), val, device)
+            val_acc = validate(model, val, device)
         log.write(json.dumps({"step": step, "loss": float(loss.detach()), **terms, "val": val_acc}) + "\n")
         if bar is not None:
             bar.update(1)
@@ -414,8 +371,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
                         "step": step, "epoch": epoch, "position": position,
-                        "elapsed": elapsed + time.time() - resumed_at, "val": val_acc,
-                        "ema": None if average is None else average.state_dict()}, last.with_suffix(".tmp"))
+                        "elapsed": elapsed + time.time() - resumed_at, "val": val_acc}, last.with_suffix(".tmp"))
             last.with_suffix(".tmp").replace(last)
             log.flush()
     log.close()
@@ -424,8 +380,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     elapsed += time.time() - resumed_at
     if not config["output"] or step < optim_cfg["steps"]:
         return None
-    final = model if average is None else average.model()
-    return save_trained(final.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val), reference)
+    return save_trained(model.eval(), config, pairs, elapsed, time.time() - start_time, val_acc, len(val), reference)
 
 
 def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: float, val_acc: float,
@@ -450,8 +405,6 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "steps": config["optim"]["steps"],
         "batch_size": config["optim"]["batch_size"],
         "batches": describe_batch_mix(config["data"]),
-        "weight_average": (f"exponential moving average of the weights, decay {config['optim']['ema']}"
-                           if config["optim"]["ema"] else None),
         "wall_time_s": round(train_s, 1),
         "total_time_s": round(total_s, 1),
         "hardware": hardware(),

@@ -205,39 +205,3 @@ def test_cosine_track_target_pulls_both_views_to_the_track_centroid():
     blend_p = torch.nn.functional.normalize(e[2:3] + centroid, dim=1)
     assert half(blend, blend_p, batch)[1]["cosine"] == pytest.approx(0.0, abs=1e-6)
     assert half(centroid, centroid, batch)[1]["cosine"] > 0.05
-
-
-def test_weight_average_is_what_a_run_saves_and_resumes(tiny_config, tmp_path, capsys):
-    """optim.ema: the saved model is the moving average (not the last step's weights), the card says
-    so, and a run stopped and resumed keeps the average exactly."""
-    from descplug.train.trainer import WeightAverage
-
-    net = DesDisNet(width=4)
-    average = WeightAverage(net, 0.5)
-    start = {k: v.clone() for k, v in net.state_dict().items()}
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(1.0)
-    average.update(net)  # first update: decay min(0.5, 2 / 11)
-    d = 2 / 11
-    for key, value in average.model().state_dict().items():
-        if value.dtype.is_floating_point:
-            assert torch.allclose(value, d * start[key] + (1 - d) * net.state_dict()[key]), key
-
-    plain = train(load_config(tiny_config, {"output": str(tmp_path / "plain.pt")}), progress=False)
-    out = train(load_config(tiny_config, {"run_dir": str(tmp_path / "e1"), "optim": {"ema": 0.9}}), progress=False)
-    averaged = load_model(out).state_dict()
-    assert not torch.allclose(averaged["layer1.1.weight"], load_model(plain).state_dict()["layer1.1.weight"])
-    assert "exponential moving average of the weights, decay 0.9" in out.with_suffix(".md").read_text()
-    assert "moving average" not in plain.with_suffix(".md").read_text()
-    assert train(load_config(tiny_config, {"run_dir": str(tmp_path / "e2"), "optim": {"ema": 0.9}}),
-                 progress=False, stop_at=3) is None
-    resumed = train(load_config(tiny_config, {"run_dir": str(tmp_path / "e2"), "optim": {"ema": 0.9},
-                                              "output": str(tmp_path / "e2.pt")}), resume=True, progress=False)
-    for key, value in load_model(resumed).state_dict().items():
-        assert torch.allclose(value, averaged[key], atol=1e-5), key
-
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("optim: {ema: 1.0}\n")
-    assert cli_main(["train", "--config", str(bad)]) == 2
-    assert "optim.ema must be a number in [0, 1)" in capsys.readouterr().err
