@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import itertools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -433,19 +432,14 @@ def warp_pairs(images: Sequence[str], warps_per_image: int = 10, keypoints_per_i
 
 # --------------------------------------------------------------------------- SfM tracks
 
-SFM_PAIRINGS = ("chain", "all")
-
-
 def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 4096, detector: str = "sift",
-              magnification: float | None = None, min_views: int = 2, seed: int = 0,
-              pairing: str = "chain") -> PairSet:
+              magnification: float | None = None, min_views: int = 2, seed: int = 0) -> PairSet:
     """Patches of the same 3D point in different views, as UBC PhotoTour was made.
 
     ``image_dir`` is reconstructed with COLMAP through :func:`descplug.pipeline.sfm` (OpenCV
     RootSIFT features, so no learned descriptor biases the tracks) into ``work_dir``, reused when
-    its model exists. Each 3D point seen in k >= ``min_views`` images gives, with ``pairing`` "chain",
-    k-1 pairs (its views in a random order, consecutive ones paired), or with "all" every one of
-    its k(k-1)/2 pairs of views (as UBC PhotoTour's match pairs are drawn), cut with the core extractor at each view's own
+    its model exists. Each 3D point seen in k >= ``min_views`` images gives k-1 pairs (its views in
+    a random order, consecutive ones paired), cut with the core extractor at each view's own
     keypoint position, scale and orientation. The track of a pair is its 3D point.
     """
     from descplug import colmap, pipeline
@@ -454,8 +448,6 @@ def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 
     from descplug.io.h5 import open_h5, read_features
     from descplug.patches import extract_patches
 
-    if pairing not in SFM_PAIRINGS:
-        raise ValueError(f"sfm source: pairing must be one of {SFM_PAIRINGS}, got {pairing!r}")
     image_dir, work_dir = Path(image_dir), Path(work_dir)
     model_dir = work_dir / "sfm"
     if not any((model_dir / f"points3D.{ext}").is_file() for ext in ("bin", "txt")):
@@ -469,8 +461,7 @@ def sfm_pairs(image_dir: str | Path, work_dir: str | Path, max_keypoints: int = 
         if len({image for image, _ in track}) < min_views:
             continue
         order = [track[i] for i in rng.permutation(len(track))]
-        paired = itertools.combinations(order, 2) if pairing == "all" else zip(order[:-1], order[1:])
-        for first, second in paired:
+        for first, second in zip(order[:-1], order[1:]):
             views.append((track_id, *first, *second))
     if not views:
         raise ValueError(f"{work_dir}: the COLMAP model has no 3D point seen in {min_views} images")

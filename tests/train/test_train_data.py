@@ -248,23 +248,3 @@ def test_sfm_pairs_from_a_colmap_model(tmp_path, texture):
     kps = sorted(pairs.keypoints[0, :, :2].tolist())
     assert kps == [[100, 80], [102, 81]]
     assert np.abs(pairs.anchors.astype(int) - pairs.positives.astype(int)).mean() < 40
-
-
-def test_sfm_pairs_chain_or_all_pairs_of_a_track(tmp_path, texture):
-    """A 3D point seen in three images gives 2 pairs chained, 3 with pairing 'all', each pair two
-    different views of it."""
-    work, image_dir = tmp_path / "work", tmp_path / "images"
-    image_dir.mkdir()
-    write_colmap_fixture(work, image_dir, texture)
-    model_dir = work / "sfm"
-    (model_dir / "images.txt").write_text(
-        "1 1 0 0 0 0 0 0 1 a.png\n10.5 20.5 7 30.5 40.5 -1\n"
-        "3 1 0 0 0 0 0 0 1 c.png\n5.5 5.5 7\n"
-        "2 1 0 0 0 0 0 0 1 b.png\n11.5 21.5 7\n")
-    (model_dir / "points3D.txt").write_text("7 0 0 1 255 255 255 0.5 1 0 2 0 3 0\n")
-    chained = data.sfm_pairs(image_dir, work)
-    every = data.sfm_pairs(image_dir, work, pairing="all")
-    assert len(chained) == 2 and len(every) == 3 and set(every.tracks.tolist()) == {0}
-    assert sorted(tuple(sorted(p)) for p in every.images.tolist()) == [(0, 1), (0, 2), (1, 2)]
-    with pytest.raises(ValueError, match="pairing must be one of"):
-        data.sfm_pairs(image_dir, work, pairing="star")
