@@ -62,6 +62,17 @@ def write_card(path: str | Path, card: dict) -> None:
     path.with_suffix(".md").write_text(render_card(card))
 
 
+def init_card(init: str | None) -> dict | None:
+    """The training card stored in checkpoint ``init`` (what a fine-tuning run started from), or None."""
+    if not init:
+        return None
+    from descplug.models.zoo import resolve
+
+    checkpoint = torch.load(resolve(init), map_location="cpu", weights_only=True)
+    card = checkpoint.get("meta", {}).get("card") if isinstance(checkpoint, dict) else None
+    return {k: v for k, v in card.items() if k != "benchmarks"} if card else None
+
+
 def read_card(path: str | Path) -> dict:
     return json.loads(Path(path).with_suffix(".json").read_text())
 
@@ -77,7 +88,7 @@ def render_card(card: dict) -> str:
             ("batch size", card.get("batch_size")), ("batches", card.get("batches")),
             ("wall time", _duration(card.get("wall_time_s"))),
             ("hardware", card.get("hardware")), ("recipe", f"`{card.get('recipe')}`"),
-            ("started from (fine-tuned)", card.get("init")),
+            ("started from (fine-tuned)", _started_from(card)),
             ("final validation", card.get("validation"))]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     bench = card.get("benchmarks", {})
@@ -95,6 +106,14 @@ def render_card(card: dict) -> str:
     if card.get("notes"):
         lines += ["", "## Notes", "", card["notes"]]
     return "\n".join(lines) + "\n"
+
+
+def _started_from(card: dict) -> str | None:
+    source = card.get("init_card")
+    if not card.get("init") or not source:
+        return card.get("init")
+    return (f"{card['init']} ({source['name']}: {source['steps']} steps, {_duration(source.get('wall_time_s'))}, "
+            f"`{source.get('recipe')}`)")
 
 
 def _fmt(value) -> str:

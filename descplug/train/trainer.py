@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from . import losses
-from .card import count_macs, count_parameters, hardware, write_card
+from .card import count_macs, count_parameters, hardware, init_card, write_card
 from .data import (PairSet, WarpConfig, batches, check_batch_mix, describe_batch_mix, make_batch, read_hpatches,
                    read_phototour, sfm_pairs, similar_groups, warp_pairs)
 from .teachers import Teacher, cached_outputs
@@ -410,6 +410,7 @@ def save_trained(model, config: dict, pairs: PairSet, train_s: float, total_s: f
         "hardware": hardware(),
         "recipe": config["recipe"],
         "init": config["init"],
+        "init_card": init_card(config["init"]),
         "validation": f"top-1 anchor->positive accuracy {val_acc:.3f} on {n_val} held-out pairs"
                       + "".join(f"; teacher {k}: {v:.3f}" for k, v in reference.items()),
         "seed": config["seed"],

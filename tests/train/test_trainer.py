@@ -90,6 +90,13 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(tiny_config, tmp_path
         assert torch.equal(start[key], tuned[key]), key
     assert json.loads(out.with_suffix(".json").read_text())["init"] == teacher
     assert "started from (fine-tuned)" in out.with_suffix(".md").read_text()
+    # a fine-tuned card carries the card of the checkpoint it started from (the teacher has none)
+    assert json.loads(out.with_suffix(".json").read_text())["init_card"] is None
+    again = train(load_config(tiny_config, {"init": str(out), "optim": {"steps": 3},
+                                            "output": str(tmp_path / "again.pt")}), progress=False)
+    source = json.loads(again.with_suffix(".json").read_text())["init_card"]
+    assert source["name"] == "tiny" and source["steps"] == 6 and source["init"] == teacher
+    assert f"{out} (tiny: 6 steps, " in again.with_suffix(".md").read_text()
     # without init the same run starts from a random network
     out = train(load_config(tiny_config, {"seed": 1, "optim": {"lr": 0.0}, "output": str(tmp_path / "fresh.pt")}),
                 progress=False)
