@@ -273,7 +273,10 @@ def start_from(model: torch.nn.Module, init: str) -> None:
     """Copy the weights of checkpoint ``init`` into ``model`` (fine-tuning); both must be the same network."""
     from descplug.models.zoo import load_model
 
-    source = load_model(init)
+    try:
+        source = load_model(init)
+    except ValueError as error:
+        raise ValueError(f"config: init: {error} (run the recipe that writes it first)") from None
     if (source.arch, dict(source.config)) != (model.arch, dict(model.config)):
         raise ValueError(f"config: init {init!r} is a {source.arch} {dict(source.config)}, but the configured "
                          f"model is a {model.arch} {dict(model.config)}")

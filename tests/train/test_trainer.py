@@ -107,6 +107,9 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(tiny_config, tmp_path
     bad.write_text(yaml.safe_dump({**yaml.safe_load(tiny_config.read_text()), "init": str(wider)}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
     assert "init" in (err := capsys.readouterr().err) and "{'width': 8" in err and "{'width': 4" in err
+    bad.write_text(yaml.safe_dump({**yaml.safe_load(tiny_config.read_text()), "init": str(tmp_path / "missing.pt")}))
+    assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
+    assert "config: init: unknown model" in (err := capsys.readouterr().err) and "missing.pt" in err
 
 
 def test_similar_batches_group_tracks_by_the_batch_teacher(tiny_config, tmp_path):
