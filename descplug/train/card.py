@@ -110,7 +110,7 @@ def render_card(card: dict) -> str:
 
 def _started_from(card: dict) -> str | None:
     source = card.get("init_card")
-    if not card.get("init") or not source:
+    if not source:
         return card.get("init")
     return (f"{card['init']} ({source['name']}: {source['steps']} steps, {_duration(source.get('wall_time_s'))}, "
             f"`{source.get('recipe')}`)")
