@@ -1,6 +1,7 @@
 """Config-driven training of a patch descriptor (``descplug train --config CONFIG.yaml``).
 
-The config (YAML) is merged over DEFAULTS; see weights/recipes/*.yaml for complete examples.
+The config (YAML) is merged over DEFAULTS (a `base:` key names a config it is merged over first);
+see weights/recipes/*.yaml for complete examples.
 A run builds (or reloads from the cache) its PairSet, computes (or reloads) the teachers'
 outputs, fits the teachers' whitening, and trains with a progress bar showing the loss and the
 validation figure (top-1 accuracy of anchor->positive nearest neighbour on held-out tracks).
@@ -79,11 +80,22 @@ def check_repeat(source: dict) -> None:
         raise ValueError(f"data source {source.get('kind')!r}: repeat must be a whole number >= 1, got {repeat!r}")
 
 
-def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+def read_config_file(path: str | Path, seen: tuple = ()) -> dict:
+    """A config file's mapping, over the file named by its ``base:`` key (relative to its folder) if any."""
+    if Path(path).resolve() in seen:
+        raise ValueError(f"{path}: its base: chain comes back to it")
     with open(path) as f:
         raw = yaml.safe_load(f) or {}
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: a training config must be a YAML mapping")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    return merge(read_config_file(Path(path).parent / base, (*seen, Path(path).resolve())), raw)
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    raw = read_config_file(path)
     unknown = set(raw) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(DEFAULTS)}")

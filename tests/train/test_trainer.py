@@ -80,6 +80,21 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
     assert "teacher 'nobody'" in capsys.readouterr().err
 
 
+def test_a_config_is_merged_over_its_base(tiny_config, tmp_path):
+    stage2 = tmp_path / "sub" / "stage2.yaml"
+    stage2.parent.mkdir()
+    stage2.write_text(yaml.safe_dump({"base": "../tiny.yaml", "name": "stage2", "loss": {"kd": {"weight": 5.0}},
+                                      "optim": {"steps": 2}}))
+    base, config = load_config(tiny_config), load_config(stage2)
+    assert config["name"] == "stage2" and config["optim"]["steps"] == 2 and config["loss"]["kd"]["weight"] == 5.0
+    assert config["optim"]["batch_size"] == base["optim"]["batch_size"] == 32  # the rest is the base's
+    assert config["loss"]["kd"]["teachers"] == base["loss"]["kd"]["teachers"] and config["data"] == base["data"]
+    loop = tmp_path / "loop.yaml"
+    loop.write_text(yaml.safe_dump({"base": "loop.yaml"}))
+    with pytest.raises(ValueError, match="comes back to it"):
+        load_config(loop)
+
+
 def test_init_starts_from_a_checkpoint_of_the_same_network(tiny_config, tmp_path, capsys):
     teacher = yaml.safe_load(tiny_config.read_text())["teachers"]["net"]
     # learning rate 0: the convolutions keep the init checkpoint's weights (BatchNorm statistics move)
