@@ -111,15 +111,6 @@ def pose_auc(errors, thresholds=AUC_THRESHOLDS):
     return aucs
 
 
-def bootstrap_sd(errors, resamples=1000, seed=0):
-    """Standard deviation of each AUC over resamplings of the pairs with replacement: how much the
-    figure depends on which pairs the set happens to hold (seeded, so reruns agree)."""
-    errors = np.asarray(errors, np.float64)
-    rng = np.random.default_rng(seed)
-    aucs = [pose_auc(errors[rng.integers(0, len(errors), len(errors))]) for _ in range(resamples)]
-    return np.std(np.asarray(aucs), axis=0).tolist()
-
-
 def summarise(records):
     if not records:
         return None
@@ -127,7 +118,7 @@ def summarise(records):
     precisions = [r["gt_inliers"] / r["matches"] for r in records if r["matches"]]
     return {
         "auc": {str(t): 100 * a for t, a in zip(AUC_THRESHOLDS, pose_auc(errors))},
-        "auc_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, bootstrap_sd(errors))},
+        "auc_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, report.bootstrap_sd(errors, pose_auc))},
         "pairs": len(records),
         "matches": float(np.mean([r["matches"] for r in records])),
         "gt_inliers": float(np.mean([r["gt_inliers"] for r in records])),

@@ -13,6 +13,7 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 
@@ -35,6 +36,15 @@ def by_group(records, groups, summarise):
         summaries = {g: summarise([r for member, r in pairs if g == "all" or g in member]) for g in groups}
         results[name] = {g: value for g, value in summaries.items() if value is not None}
     return results
+
+
+def bootstrap_sd(values, statistic, resamples=1000, seed=0):
+    """Standard deviation of ``statistic(values)`` over resamplings of the values (one per image pair) with
+    replacement: how much a figure depends on which pairs the set happens to hold (seeded, so reruns agree)."""
+    values = np.asarray(values, np.float64)
+    rng = np.random.default_rng(seed)
+    figures = [statistic(values[rng.integers(0, len(values), len(values))]) for _ in range(resamples)]
+    return np.std(np.asarray(figures), axis=0).tolist()
 
 
 def _strict(value):

@@ -26,6 +26,7 @@ def test_perfect_matcher_on_a_known_homography():
     assert record["corner_error"] < 1e-3
     summary = sequences.summarise([record])
     assert summary["mma"][0] == 1.0 and summary["h_acc"] == {"1": 1.0, "3": 1.0, "5": 1.0}
+    assert summary["mma_sd"] == [0.0] * 10
 
 
 def test_partly_wrong_matches_and_no_matches():
@@ -39,6 +40,11 @@ def test_partly_wrong_matches_and_no_matches():
     assert empty["mma"] == [0.0] * 10 and empty["corner_error"] == np.inf
     summary = sequences.summarise([record, empty])
     assert summary["mma"][0] == 0.25 and summary["matches"] == 50 and summary["h_acc"]["5"] == 0.5
+    # the spread of the mean over resampled sets of n pairs, half scoring 0.5 and half 0 at 1 px
+    for n in (100, 400):
+        spread = sequences.summarise([record, empty] * (n // 2))["mma_sd"]
+        assert spread[0] == pytest.approx(0.5 * np.sqrt(0.25 / n), rel=0.1)
+        assert spread[2] == pytest.approx(np.sqrt(0.25 / n), rel=0.1)
 
 
 def test_sift_on_a_fixture_sequence_with_a_broken_image(tmp_path, texture, capsys):
@@ -49,7 +55,7 @@ def test_sift_on_a_fixture_sequence_with_a_broken_image(tmp_path, texture, capsy
     good, broken = results["sift"]["v"], results["sift"]["i"]
     assert good["pairs"] == 2 and good["failed"] == 0
     assert good["mma"][2] > 0.9 and good["h_acc"]["3"] == 1.0
-    assert broken == {"mma": [0.0] * 10, "matches": 0.0, "h_acc": {"1": 0.0, "3": 0.0, "5": 0.0}, "pairs": 1,
+    assert broken == {"mma": [0.0] * 10, "mma_sd": [0.0] * 10, "matches": 0.0, "h_acc": {"1": 0.0, "3": 0.0, "5": 0.0}, "pairs": 1,
                       "failed": 1}
     assert results["sift"]["all"]["pairs"] == 3 and results["sift"]["all"]["failed"] == 1
     assert "FAILED image" in capsys.readouterr().err
