@@ -53,9 +53,7 @@ DEFAULTS = {
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
     },
-    # batchnorm: "batch" (training normalises by each batch's statistics and updates the running ones) or
-    # "frozen" (training normalises by the running statistics, as inference does, and leaves them as they are)
-    "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50, "batchnorm": "batch"},
+    "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50},
     "run_dir": None,
     "checkpoint_every": 500,
     "val_every": 100,
@@ -63,7 +61,6 @@ DEFAULTS = {
     "recipe": None,
 }
 SOURCES = ("warp", "sfm", "phototour", "hpatches")
-BATCHNORM = ("batch", "frozen")
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -109,8 +106,6 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
             raise ValueError("data.batch_mix 'similar' needs data.batch_teacher, the teacher whose descriptors "
                              "group the tracks")
         losses.track_weight(config["loss"]["cosine"]["target"])
-        if config["optim"]["batchnorm"] not in BATCHNORM:
-            raise ValueError(f"optim.batchnorm must be one of {BATCHNORM}, got {config['optim']['batchnorm']!r}")
         for source in config["data"]["sources"]:
             check_repeat(source)
     except ValueError as error:
@@ -274,24 +269,15 @@ def top1(anchors: torch.Tensor, positives: torch.Tensor, tracks: torch.Tensor) -
     return float((tracks[nearest] == tracks).float().mean())
 
 
-def training_mode(model: torch.nn.Module, batchnorm: str) -> torch.nn.Module:
-    """``model`` in training mode; with ``batchnorm="frozen"`` its BatchNorm layers stay in inference mode."""
-    model.train()
-    if batchnorm == "frozen":
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.eval()
-    return model
-
-
 @torch.no_grad()
 def validate(model, val: PairSet, device) -> float:
-    """Top-1 accuracy of anchor -> positive nearest neighbour among the validation positives (inference
-    mode; the caller puts the model back in training mode)."""
+    """Top-1 accuracy of anchor -> positive nearest neighbour among the validation positives."""
+    was_training = model.training
     model.eval()
     batch = make_batch(val, np.arange(len(val)))
     a = torch.cat([model(x.to(device)) for x in batch.anchors.split(1024)])
     p = torch.cat([model(x.to(device)) for x in batch.positives.split(1024)])
+    model.train(was_training)
     return top1(a, p, torch.from_numpy(val.tracks))
 
 
@@ -351,8 +337,8 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     model = build_model(config["model"])
     if config["init"] and not resume:
         start_from(model, config["init"])
+    model = model.to(device).train()
     optim_cfg = config["optim"]
-    model = training_mode(model.to(device), optim_cfg["batchnorm"])
     optimizer = torch.optim.Adam(model.parameters(), lr=optim_cfg["lr"], weight_decay=optim_cfg["weight_decay"])
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(optim_cfg))
     step, epoch, position, elapsed, val_acc = 0, 0, 0, 0.0, float("nan")
@@ -392,7 +378,6 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
         step, epoch, position = step + 1, batch.epoch, batch.position
         if step % config["val_every"] == 0 or step == optim_cfg["steps"]:
             val_acc = validate(model, val, device)
-            training_mode(model, optim_cfg["batchnorm"])
         log.write(json.dumps({"step": step, "loss": float(loss.detach()), **terms, "val": val_acc}) + "\n")
         if bar is not None:
             bar.update(1)

@@ -70,8 +70,7 @@ def test_cli_train_and_config_errors(tiny_config, tmp_path, capsys):
                           ("data: {batch_mix: similar}", "data.batch_mix 'similar' needs data.batch_teacher"),
                           ("loss: {cosine: {target: pair}}", "loss.cosine.target must be one of"),
                           ("loss: {cosine: {target: 1.5}}", "or a number in [0, 1], got 1.5"),
-                          ("data: {sources: [{kind: sfm, repeat: 0}]}", "'sfm': repeat must be a whole number"),
-                          ("optim: {batchnorm: fixed}", "optim.batchnorm must be one of")):
+                          ("data: {sources: [{kind: sfm, repeat: 0}]}", "'sfm': repeat must be a whole number")):
         bad.write_text(text + "\n")
         assert cli_main(["train", "--config", str(bad)]) == 2, text
         assert message in capsys.readouterr().err, text
@@ -126,24 +125,6 @@ def test_init_starts_from_a_checkpoint_of_the_same_network(tiny_config, tmp_path
     bad.write_text(yaml.safe_dump({**yaml.safe_load(tiny_config.read_text()), "init": str(tmp_path / "missing.pt")}))
     assert cli_main(["train", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 2
     assert "config: init: unknown model" in (err := capsys.readouterr().err) and "missing.pt" in err
-
-
-def test_frozen_batchnorm_trains_the_weights_and_keeps_the_running_statistics(tiny_config, tmp_path):
-    teacher = yaml.safe_load(tiny_config.read_text())["teachers"]["net"]
-    start = load_model(teacher).state_dict()
-    tuned = {}
-    for batchnorm in ("frozen", "batch"):
-        out = train(load_config(tiny_config, {"init": teacher, "seed": 1, "optim": {"batchnorm": batchnorm},
-                                              "run_dir": str(tmp_path / batchnorm),
-                                              "output": str(tmp_path / f"{batchnorm}.pt")}), progress=False)
-        tuned[batchnorm] = load_model(out).state_dict()
-    statistics = [key for key in start if key.endswith(("running_mean", "running_var"))]
-    assert statistics
-    for key in statistics:
-        assert torch.equal(start[key], tuned["frozen"][key]), key
-    assert not all(torch.equal(start[key], tuned["batch"][key]) for key in statistics)
-    for state in tuned.values():
-        assert not torch.equal(start["layer1.1.weight"], state["layer1.1.weight"])
 
 
 def test_similar_batches_group_tracks_by_the_batch_teacher(tiny_config, tmp_path):
