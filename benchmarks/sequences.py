@@ -110,14 +110,14 @@ def protocol_text(detector, max_keypoints, ratio, ransac_threshold):
     matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
     return (f"Homography sequences, image 1 against 2..n; {detector} keypoints (top {max_keypoints} by "
             f"response) detected once and described by every method; {matcher}; MMA at 1..10 px (D2-Net / "
-            f"R2D2 definition, a pair without matches scores 0; sd: its standard deviation over 1000 resamplings "
-            f"of the pairs); homography accuracy: mean corner error "
-            f"<= 1/3/5 px after OpenCV RANSAC ({ransac_threshold} px).")
+            f"R2D2 definition, a pair without matches scores 0; sd: its standard deviation over 1000 "
+            f"resamplings of the pairs); homography accuracy: mean corner error <= 1/3/5 px after OpenCV "
+            f"RANSAC ({ransac_threshold} px).")
 
 
 def markdown_sections(results):
-    columns = [("MMA@1", "all", "mma", 0), ("MMA@3", "all", "mma", 2), ("MMA@3 sd", "all", "mma_sd", 2), ("MMA@5", "all", "mma", 4),
-               ("MMA@10", "all", "mma", 9), ("matches", "all", "matches", None),
+    columns = [("MMA@1", "all", "mma", 0), ("MMA@3", "all", "mma", 2), ("MMA@3 sd", "all", "mma_sd", 2),
+               ("MMA@5", "all", "mma", 4), ("MMA@10", "all", "mma", 9), ("matches", "all", "matches", None),
                ("H@1", "all", "h_acc", "1"), ("H@3", "all", "h_acc", "3"), ("H@5", "all", "h_acc", "5"),
                ("pairs", "all", "pairs", None), ("failed", "all", "failed", None)]
     sections = [("all pairs", report.table(results, columns, digits=3))]

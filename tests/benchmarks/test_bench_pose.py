@@ -46,7 +46,8 @@ def test_auc_bootstrap_sd_is_the_spread_over_resampled_pairs():
         summary = pose.summarise(records)
         assert summary["auc"]["10"] == pytest.approx(50.0)
         assert summary["auc_sd"]["10"] == pytest.approx(100 * np.sqrt(0.25 / n), rel=0.1)
-    assert report.bootstrap_sd([1.0, 3.0, np.inf], pose.pose_auc) == report.bootstrap_sd([1.0, 3.0, np.inf], pose.pose_auc)  # seeded
+    errors = [1.0, 3.0, np.inf]
+    assert report.bootstrap_sd(errors, pose.pose_auc) == report.bootstrap_sd(errors, pose.pose_auc)  # seeded
 
 
 def test_epipolar_distance_of_exact_shifted_and_wrong_matches():
