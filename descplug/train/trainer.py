@@ -39,7 +39,8 @@ DEFAULTS = {
     # batch_mix: "random" (a batch's pairs from the whole set), "image" (one anchor image at a time) or
     # "similar" (one group at a time of at most group_tracks tracks alike to teacher batch_teacher, see
     # data.similar_groups);
-    # a source's optional "repeat: k" draws its pairs k times as often
+    # a source's optional "repeat: k" draws its pairs k times as often; a warp source's optional
+    # "warp: {...}" overrides fields of data.WarpConfig (view changes, photometric changes, jitter)
     "data": {"sources": [], "batch_mix": "random", "batch_teacher": None, "group_tracks": 1024,
              "val_fraction": 0.02, "max_val": 2000, "cache_dir": "runs/cache"},
     "teachers": {},
