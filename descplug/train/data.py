@@ -297,8 +297,6 @@ class WarpConfig:
     max_noise: float = 0.02
     jpeg_prob: float = 0.4
     jpeg_quality: tuple[int, int] = (30, 90)
-    illumination: float = 0.0  # log-amplitude of a smooth random shading field (0: none)
-    illumination_cells: int = 3  # the field is a bicubic upsampling of a cells x cells grid
     position_jitter: float = 0.5  # px, std of the positive keypoint's position noise
     scale_jitter: float = 0.07  # std of log size
     angle_jitter: float = 4.0  # degrees, std
@@ -342,22 +340,11 @@ def warp_keypoints(kps: np.ndarray, H: np.ndarray) -> np.ndarray:
     return np.c_[xy, size, angle].astype(np.float32)
 
 
-def shading(shape: tuple[int, int], amplitude: float, cells: int, rng: np.random.Generator) -> np.ndarray:
-    """A smooth multiplicative illumination field ``exp(amplitude * f)``, f in [-1, 1] varying
-    over about ``1/cells`` of the image: uneven light, shadows and vignetting that a global
-    brightness change does not imitate."""
-    grid = rng.uniform(-1, 1, (cells + 1, cells + 1)).astype(np.float32)
-    field = np.clip(cv2.resize(grid, shape[::-1], interpolation=cv2.INTER_CUBIC), -1, 1)
-    return np.exp(amplitude * field)
-
-
 def photometric(image: np.ndarray, cfg: WarpConfig, rng: np.random.Generator) -> np.ndarray:
-    """Random brightness, contrast, gamma, shading, blur, noise and JPEG compression of a [0, 1] image."""
+    """Random brightness, contrast, gamma, blur, noise and JPEG compression of a [0, 1] image."""
     out = image.astype(np.float32)
     out = np.clip((out - 0.5) * rng.uniform(*cfg.contrast) + 0.5 + rng.uniform(-1, 1) * cfg.brightness, 0, 1)
     out = out ** math.exp(rng.uniform(*np.log(cfg.gamma)))
-    if cfg.illumination > 0:
-        out = np.clip(out * shading(out.shape, cfg.illumination, cfg.illumination_cells, rng), 0, 1)
     if rng.random() < cfg.blur_prob:
         out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.3, cfg.max_blur))
     out = np.clip(out + rng.normal(0, rng.uniform(0, cfg.max_noise), out.shape).astype(np.float32), 0, 1)

@@ -140,19 +140,6 @@ def test_warp_keypoints_follow_the_image():
     assert err < 0.01 and err_wrong > 3 * err
 
 
-def test_shading_is_smooth_uneven_light_and_off_by_default():
-    """The illumination field darkens and brightens regions of a flat image smoothly, within
-    exp(+-amplitude); without it a flat image stays flat."""
-    plain = dict(brightness=0.0, contrast=(1.0, 1.0), gamma=(1.0, 1.0), blur_prob=0.0, max_noise=0.0, jpeg_prob=0.0)
-    flat = np.full((120, 160), 0.5, np.float32)
-    lit = data.photometric(flat, data.WarpConfig(illumination=0.5, **plain), np.random.default_rng(0))
-    assert lit.min() >= 0.5 * np.exp(-0.5) - 1e-6 and lit.max() <= 0.5 * np.exp(0.5) + 1e-6
-    assert lit.max() - lit.min() > 0.2  # uneven across the image
-    assert max(np.abs(np.diff(lit, axis=a)).max() for a in (0, 1)) < 0.03  # smooth: a few % per pixel
-    unlit = data.photometric(flat, data.WarpConfig(**plain), np.random.default_rng(0))
-    assert np.ptp(unlit) == 0
-
-
 def test_warp_pairs_on_an_image_folder(tmp_path, texture):
     cv2.imwrite(str(tmp_path / "t.png"), texture)
     pairs = data.warp_pairs([str(tmp_path / "*.png")], warps_per_image=2, keypoints_per_image=100, seed=0)
