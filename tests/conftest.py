@@ -1,6 +1,7 @@
 """Test configuration: the `shared` marker and fixtures used across the suite."""
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -25,6 +26,18 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def shared_root() -> Path:
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def recipe_script():
+    """``recipe_script(name)``: the module of the script ``weights/recipes/<name>.py``."""
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "weights" / "recipes" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    return load
 
 
 def textured_image(height: int = 240, width: int = 320, seed: int = 0) -> np.ndarray:

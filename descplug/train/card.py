@@ -88,7 +88,7 @@ def render_card(card: dict) -> str:
             ("batch size", card.get("batch_size")), ("batches", card.get("batches")),
             ("wall time", _duration(card.get("wall_time_s"))),
             ("hardware", card.get("hardware")), ("recipe", f"`{card.get('recipe')}`"),
-            ("started from (fine-tuned)", _started_from(card)),
+            ("started from (fine-tuned)", _started_from(card)), ("output whitening", card.get("whitening")),
             ("final validation", card.get("validation"))]
     lines += [f"| {k} | {v} |" for k, v in rows if v is not None]
     bench = card.get("benchmarks", {})

@@ -8,8 +8,8 @@ Runs ``python -m benchmarks`` on Oxford, HPatches-v and EVD (MMA@3, 2000 SIFT ke
 NN) and on Strecha (pairs >= 3 frames apart) and Sacre Coeur (relative-pose AUC@10, 4000 SIFT
 keypoints, mutual NN + ratio 0.9). ``--quick`` keeps Oxford, HPatches-v and Strecha only (the
 ablation). With ``--cards`` each model's ``<name>.json``/``.md`` gets a ``benchmarks`` section
-holding every method's figures and the exact commands. Prints a markdown table of the figures.
-Run from the repository root.
+holding every method's figures and the exact commands (the section's written notes are kept).
+Prints a markdown table of the figures. Run from the repository root.
 """
 from __future__ import annotations
 
@@ -36,6 +36,7 @@ TASKS = {  # name: (benchmark arguments, metric extractor)
     "Sacre Coeur AUC@10": (["pose", "--root", f"{SHARED}/pose/sacre_coeur", "--max-keypoints", "4000",
                             "--ratio", "0.9"], lambda r: r["all"]["auc"]["10"]),
 }
+SAME_COMMANDS = "Every row measured in the same commands, on the same keypoints (SIFT detector)."
 QUICK = ("Oxford MMA@3", "HPatches-v MMA@3", "Strecha AUC@10")
 
 
@@ -84,7 +85,8 @@ def main(argv=None) -> int:
             card["benchmarks"] = {
                 "command": "python weights/recipes/evaluate.py " + " ".join(argv or sys.argv[1:]),
                 "commands": commands, "results": figures,
-                "notes": "Every row measured in the same commands, on the same keypoints (SIFT detector).",
+                # a card's written commentary on its figures is kept (revise it when they change)
+                "notes": card.get("benchmarks", {}).get("notes") or SAME_COMMANDS,
             }
             write_card(model, card)
     return 0
