@@ -33,6 +33,9 @@ class DesDisNet(nn.Module):
     def config(self) -> dict:
         return {"width": self.width, "dim": self.descriptor_size}
 
+    def unnormalised(self, patches: torch.Tensor) -> torch.Tensor:
+        """The (N, dim) descriptors before L2 normalisation."""
+        return self.desc(self.layer3(self.layer2(self.layer1(patches)))).flatten(1)
+
     def forward(self, patches: torch.Tensor) -> torch.Tensor:
-        x = self.desc(self.layer3(self.layer2(self.layer1(patches))))
-        return F.normalize(x.flatten(1), dim=1)
+        return F.normalize(self.unnormalised(patches), dim=1)

@@ -33,8 +33,7 @@ from descplug.train.trainer import load_config, load_sources  # noqa: E402
 def raw_descriptors(model: DesDisNet, patches: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
     """The student's output before L2 normalisation, in float64."""
     with torch.no_grad():
-        return torch.cat([model.desc(model.layer3(model.layer2(model.layer1(patches[i:i + chunk]))))
-                          .flatten(1).double() for i in range(0, len(patches), chunk)])
+        return torch.cat([model.unnormalised(patches[i:i + chunk]).double() for i in range(0, len(patches), chunk)])
 
 
 def pair_whitening(anchors: torch.Tensor, positives: torch.Tensor, power: float) -> torch.Tensor:
