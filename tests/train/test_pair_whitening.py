@@ -13,7 +13,6 @@ from descplug.models.student import DesDisNet
 from descplug.models.zoo import load_model, save_checkpoint
 
 
-
 def test_full_power_whitens_the_differences_of_matching_descriptors(recipe_script):
     torch.manual_seed(0)
     mixing = torch.randn(6, 6, dtype=torch.float64)
