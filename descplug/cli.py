@@ -72,6 +72,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("whiten", help="whiten a DesDis student's output with the covariance of its descriptor "
+                       "differences over a training config's matching pairs (folded into its last layer)")
+    p.add_argument("--config", required=True, help="training config whose data sources give the pairs")
+    p.add_argument("--model", required=True, help="DesDis student checkpoint (path or shipped name)")
+    p.add_argument("--kind", default=None, help="use only the config's sources of this kind (e.g. sfm); default: all")
+    p.add_argument("--power", type=float, default=0.5, help="W = C^(-power/2); 1: full whitening (default: 0.5)")
+    p.add_argument("--max-pairs", type=int, default=60000, help="at most this many pairs, drawn at random")
+    p.add_argument("--output", required=True, help="the whitened checkpoint (.pt; its model card goes beside it)")
+
+    def cmd_whiten(args) -> int:
+        from .train.pair_whitening import whiten_checkpoint
+
+        command = " ".join(["descplug whiten", f"--config {args.config}", f"--model {args.model}"]
+                           + ([f"--kind {args.kind}"] if args.kind else []) + [f"--power {args.power:g}"]
+                           + ([f"--max-pairs {args.max_pairs}"] if args.max_pairs != 60000 else [])
+                           + [f"--output {args.output}"])
+        whiten_checkpoint(args.config, args.model, args.output, args.kind, args.power, args.max_pairs, command)
+        return 0
+
+    p.set_defaults(func=cmd_whiten)
+
     # -- pipeline: hloc feature/match files and COLMAP (descplug.pipeline, descplug.io.h5) -------
     exit_status = "exit status: 0 done; 1 done, but some images failed (listed); 2 error"
     detectors = ["sift", "orb", "fast", "gftt"]
