@@ -50,6 +50,27 @@ def test_auc_bootstrap_sd_is_the_spread_over_resampled_pairs():
     assert report.bootstrap_sd(errors, pose.pose_auc) == report.bootstrap_sd(errors, pose.pose_auc)  # seeded
 
 
+def test_auc_over_ransac_orderings_is_their_mean_and_reports_their_spread():
+    # two pairs, three orderings: the first pair exact in orderings 0 and 1, failed in 2
+    records = [{"error": (0.0, 0.0, np.inf), "matches": 10, "gt_inliers": 10, "failed": False},
+               {"error": (0.0, 0.0, 0.0), "matches": 10, "gt_inliers": 10, "failed": False},
+               {"error": np.inf, "matches": 0, "gt_inliers": 0, "failed": True}]  # failed: every ordering
+    summary = pose.summarise(records)
+    per_ordering = np.array([200 / 3, 200 / 3, 100 / 3])
+    assert summary["auc"]["10"] == pytest.approx(per_ordering.mean())
+    assert summary["auc_ransac_sd"]["10"] == pytest.approx(per_ordering.std(ddof=1))
+    assert summary["ransac_orders"] == 3 and summary["failed"] == 1
+    assert "auc_ransac_sd" not in pose.summarise([dict(records[1], error=0.0)])
+
+
+def test_match_orders_start_with_the_matches_as_found_and_are_seeded():
+    orders = pose.match_orders(50, 4, seed=7)
+    assert len(orders) == 4 and np.array_equal(orders[0], np.arange(50))
+    assert all(np.array_equal(np.sort(o), np.arange(50)) for o in orders)
+    assert not np.array_equal(orders[1], orders[2])
+    assert all(np.array_equal(a, b) for a, b in zip(orders, pose.match_orders(50, 4, seed=7)))
+
+
 def test_epipolar_distance_of_exact_shifted_and_wrong_matches():
     points0, points1, K0, K1, R, t = synthetic_views()
     assert np.max(pose.epipolar_distances(points0, points1, K0, K1, R, t)) < 1e-6
@@ -111,6 +132,13 @@ def test_rendered_scene_with_a_failed_image(rendered_scene, tmp_path, capsys):
                    "median_error": np.inf, "failed": 1}
     assert results["sift"]["all"]["pairs"] == 6
     assert "FAILED image" in capsys.readouterr().err
+    repeated = pose.evaluate([("room", pairs)], load_methods(["sift"]), max_keypoints=1000, progress=False,
+                             orders=3)["sift"]["room"]
+    assert repeated["ransac_orders"] == 3 and repeated["auc_ransac_sd"]["5"] >= 0
+    assert {k: repeated[k] for k in ("matches", "gt_inliers", "precision")} == \
+        {k: room[k] for k in ("matches", "gt_inliers", "precision")}  # RANSAC's orderings leave the matches alone
+    with pytest.raises(ValueError, match="--ransac-orders must be at least 1"):
+        pose.evaluate([("room", pairs)], load_methods(["sift"]), orders=0)
 
 
 def test_command_line_on_a_pairs_with_gt_file(rendered_scene, tmp_path):
@@ -126,11 +154,13 @@ def test_command_line_on_a_pairs_with_gt_file(rendered_scene, tmp_path):
     pairs_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "pose.json"
     assert main(["pose", "--root", str(pairs_file), "--image-dir", str(root / "images"), "--baselines", "rootsift",
-                 "--model", "", "--ratio", "0.9", "--max-keypoints", "800", "--json", str(out), "--no-progress"]) == 0
+                 "--model", "", "--ratio", "0.9", "--max-keypoints", "800", "--ransac-orders", "2", "--json", str(out),
+                 "--no-progress"]) == 0
     doc = json.loads(out.read_text())
     assert doc["data"]["scenes"] == {"room_pairs_with_gt": 2}
     assert doc["results"]["rootsift"]["all"]["pairs"] == 2
     assert doc["results"]["rootsift"]["all"]["auc"]["10"] > 50
+    assert doc["results"]["rootsift"]["all"]["ransac_orders"] == 2 and "mean over 2 RANSAC runs" in doc["protocol"]
 
 
 @pytest.mark.shared
