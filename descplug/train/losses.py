@@ -49,6 +49,18 @@ def triplet_loss(anchors, positives, margin: float = 1.0, anchor_swap: bool = Tr
     return (margin + dist.diagonal() - neg).clamp(min=0).mean()
 
 
+def spread_out_regularizer(anchors: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Global orthogonal regularisation (Zhang et al., "Learning spread-out local feature
+    descriptors", ICCV 2017): unit descriptors spread uniformly over the sphere have non-matching
+    inner products of mean 0 and second moment 1/d. Penalises ``mean^2 + max(0, second moment - 1/d)``
+    of the batch's non-matching anchor-positive similarities."""
+    n, dim = anchors.shape
+    if n < 2:
+        raise ValueError("the spread-out regulariser needs at least two pairs per batch")
+    sim = (anchors @ positives.t())[_off_diagonal(n, anchors.device)]
+    return sim.mean() ** 2 + (sim.pow(2).mean() - 1.0 / dim).clamp(min=0)
+
+
 def _negative_mask(sim_student: torch.Tensor, sim_teacher: torch.Tensor, negatives: str,
                    anchor_swap: bool) -> torch.Tensor:
     """Boolean (N, N) mask of the negative similarities the regulariser compares."""

@@ -53,6 +53,8 @@ DEFAULTS = {
         "cosine": {"weight": 0.0, "teacher": None, "target": "view"},
         "kd": {"weight": 0.0, "teachers": [], "whiten": True, "floor": 0.01, "dim": None,
                "fusion": "maxmin", "tau": 0.05},
+        # global orthogonal regularisation of the batch's non-matching pairs (losses.spread_out_regularizer)
+        "spread": {"weight": 0.0},
     },
     "optim": {"steps": 1000, "batch_size": 512, "lr": 2e-3, "weight_decay": 1e-4, "warmup": 50},
     "run_dir": None,
@@ -235,6 +237,8 @@ class Objective:
             whit = None if self.whitenings is None else [w.to(device) for w in self.whitenings]
             terms["kd"] = (kd["weight"], losses.multi_teacher_kl(
                 sa, sp, [o[0] for o in outs], [o[1] for o in outs], whit, kd["fusion"], kd["tau"]))
+        if cfg["spread"]["weight"]:
+            terms["spread"] = (cfg["spread"]["weight"], losses.spread_out_regularizer(sa, sp))
         if not terms:
             raise ValueError("config: every loss weight is zero")
         total = sum(w * v for w, v in terms.values())

@@ -36,6 +36,16 @@ def test_triplet_needs_two_pairs():
         losses.triplet_loss(torch.eye(2)[:1], torch.eye(2)[:1])
 
 
+def test_spread_out_regularizer_is_zero_for_orthogonal_negatives_and_penalises_a_shared_direction():
+    eye = torch.eye(8)
+    assert losses.spread_out_regularizer(eye, eye).item() == pytest.approx(0.0)
+    # every descriptor 0.8 along one shared axis: non-matching similarities all 0.64
+    shared = F.normalize(torch.cat([torch.full((8, 1), 0.8), 0.6 * torch.eye(8)], dim=1), dim=1)
+    assert losses.spread_out_regularizer(shared, shared).item() == pytest.approx(0.64 ** 2 + 0.64 ** 2 - 1 / 9)
+    with pytest.raises(ValueError, match="at least two pairs"):
+        losses.spread_out_regularizer(eye[:1], eye[:1])
+
+
 def test_desdis_regularizer_known_values():
     # student: positives cos 1, negatives cos 0; teacher: positives cos 0.5, negatives cos 0.5 (60 deg)
     s = torch.eye(2)
