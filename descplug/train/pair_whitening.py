@@ -33,10 +33,12 @@ def raw_descriptors(model: DesDisNet, patches: torch.Tensor, chunk: int = 4096) 
 
 
 def pair_whitening(anchors: torch.Tensor, positives: torch.Tensor, power: float) -> torch.Tensor:
-    """C^(-power/2) for C the second moment of ``anchors - positives`` (rows: descriptors)."""
+    """C^(-power/2) for C the second moment of ``anchors - positives`` (rows: descriptors): the
+    symmetric root, so the whitened descriptors keep the axes of the student's own (and stay
+    comparable with its teacher's)."""
     diff = anchors - positives
     eigval, eigvec = torch.linalg.eigh(diff.T @ diff / len(diff))
-    return torch.diag(eigval.clamp_min(1e-12) ** (-power / 2)) @ eigvec.T
+    return eigvec @ torch.diag(eigval.clamp_min(1e-12) ** (-power / 2)) @ eigvec.T
 
 
 def fold_into_head(model: DesDisNet, matrix: torch.Tensor) -> None:

@@ -105,11 +105,17 @@ def test_keypoints_from_another_file_are_redescribed(tmp_path, image_dir, random
 def test_sigint_during_a_write_is_deferred(tmp_path):
     from descplug.io.h5 import deferred_signals
 
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_signals():
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)
-            with h5py.File(tmp_path / "x.h5", "w") as fd:
-                fd["done"] = 1
+    # Python's own SIGINT handler, as in a terminal (a background job, e.g. under nohup, starts with
+    # SIGINT ignored, and deferred_signals then rightly keeps ignoring it)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_signals():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(0.05)
+                with h5py.File(tmp_path / "x.h5", "w") as fd:
+                    fd["done"] = 1
+    finally:
+        signal.signal(signal.SIGINT, previous)
     with h5py.File(tmp_path / "x.h5", "r") as fd:
         assert fd["done"][()] == 1

@@ -26,8 +26,11 @@ def test_full_power_whitens_the_differences_of_matching_descriptors():
     assert torch.allclose(diff.T @ diff / len(diff), torch.eye(6, dtype=torch.float64), atol=1e-8)
     half = pair_whitening(anchors, positives, power=0.5)
     eig_half = torch.linalg.eigvalsh((anchors - positives).T @ (anchors - positives) / 5000)
-    # power 0.5 scales each principal direction of the differences by eigenvalue^(-1/4)
+    # power 0.5 scales each principal direction of the differences by eigenvalue^(-1/4), and it is
+    # the symmetric root: applied twice it is the full whitening (no rotation of the axes)
     assert torch.allclose(torch.linalg.svdvals(half).sort().values, (eig_half ** -0.25).sort().values, atol=1e-8)
+    assert torch.allclose(half, half.T, atol=1e-10)
+    assert torch.allclose(half @ half @ half @ half, matrix.T @ matrix, atol=1e-8)  # both C^-1
 
 
 def test_the_folded_head_gives_the_whitened_descriptor():
