@@ -202,9 +202,8 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                     for order in match_orders(len(pairs01), orders, pair_seed(pair)):
                         pose = estimate(matched0[order], matched1[order], pair.K0, pair.K1, threshold, iterations)
                         errors.append(np.inf if pose is None else pose_error(*pose, pair.R, pair.t))
-                    error = errors[0] if orders == 1 else tuple(errors)
                     distances = epipolar_distances(matched0, matched1, pair.K0, pair.K1, pair.R, pair.t)
-                    record = {"error": error, "matches": len(pairs01),
+                    record = {"error": tuple(errors), "matches": len(pairs01),
                               "gt_inliers": int(np.sum(distances <= epipolar_threshold)), "failed": False}
                 except Exception as error:
                     report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)

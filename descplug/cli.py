@@ -78,17 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="DesDis student checkpoint (path or shipped name)")
     p.add_argument("--kind", default=None, help="use only the config's sources of this kind (e.g. sfm); default: all")
     p.add_argument("--power", type=float, default=0.5, help="W = C^(-power/2); 1: full whitening (default: 0.5)")
-    p.add_argument("--max-pairs", type=int, default=60000, help="at most this many pairs, drawn at random")
+    p.add_argument("--max-pairs", type=int, default=None,
+                   help="at most this many pairs, drawn at random (default: 60,000)")
     p.add_argument("--output", required=True, help="the whitened checkpoint (.pt; its model card goes beside it)")
 
     def cmd_whiten(args) -> int:
         from .train.pair_whitening import whiten_checkpoint
 
-        command = " ".join(["descplug whiten", f"--config {args.config}", f"--model {args.model}"]
-                           + ([f"--kind {args.kind}"] if args.kind else []) + [f"--power {args.power:g}"]
-                           + ([f"--max-pairs {args.max_pairs}"] if args.max_pairs != 60000 else [])
-                           + [f"--output {args.output}"])
-        whiten_checkpoint(args.config, args.model, args.output, args.kind, args.power, args.max_pairs, command)
+        whiten_checkpoint(args.config, args.model, args.output, args.kind, args.power, args.max_pairs)
         return 0
 
     p.set_defaults(func=cmd_whiten)

@@ -23,6 +23,7 @@ from .card import init_card, write_card
 from .data import PairSet
 from .trainer import load_config, load_sources
 
+MAX_PAIRS = 60000  # pairs drawn at random when the config's sources hold more
 FOLD_TOLERANCE = 1e-4  # largest change of a unit descriptor that folding W into the head may make
 
 
@@ -79,8 +80,9 @@ def whiten_student(model: DesDisNet, pairs: PairSet, power: float) -> None:
 
 
 def whiten_checkpoint(config: str, model_path: str, output: str, kind: str | None = None, power: float = 0.5,
-                      max_pairs: int = 60000, command: str = "") -> Path:
-    """Whiten the student ``model_path`` with the pairs of ``config``; write ``output`` and its model card."""
+                      max_pairs: int | None = None) -> Path:
+    """Whiten the student ``model_path`` with the pairs of ``config``; write ``output`` and its model
+    card, whose recipe ends with the ``descplug whiten`` command that does this."""
     from descplug.models.zoo import load_model, save_checkpoint
 
     if not power > 0:
@@ -88,13 +90,16 @@ def whiten_checkpoint(config: str, model_path: str, output: str, kind: str | Non
     model = load_model(model_path).eval()
     if not isinstance(model, DesDisNet):
         raise ValueError(f"{model_path}: not a DesDis student ({type(model).__name__}); only those can be whitened")
-    pairs = training_pairs(config, kind, max_pairs)
+    pairs = training_pairs(config, kind, max_pairs or MAX_PAIRS)
     whiten_student(model, pairs, power)
     card = init_card(model_path) or {"name": Path(model_path).stem, "recipe": f"(checkpoint {model_path})"}
     card.pop("notes", None)
     card["name"] = Path(output).stem
     card["description"] = (card.get("description", "") + " Output whitened with the pair whitening of its "
                            f"{kind or 'training'} pairs.").strip()
+    command = " ".join(["descplug whiten", f"--config {config}", f"--model {model_path}"]
+                       + ([f"--kind {kind}"] if kind else []) + [f"--power {power:g}"]
+                       + ([f"--max-pairs {max_pairs}"] if max_pairs else []) + [f"--output {output}"])
     card["recipe"] += f" && {command}"
     card["whitening"] = (f"pair whitening, power {power}, from the differences of {len(pairs)} matching "
                          f"pairs of {kind or 'all'} sources of {config}, folded into the last layer")
