@@ -171,16 +171,43 @@ def match_orders(count, orders, seed):
 FAILED = {"error": np.inf, "matches": 0, "gt_inliers": 0, "failed": True}
 
 
+def paired_differences(records, reference, groups):
+    """{METHOD: {GROUP: ...}} each method's AUC minus ``reference``'s on the same pairs, with the sd of
+    that difference over 1000 resamplings of the pairs that draw the same pairs for both methods (a
+    paired bootstrap: what is shared by the pairs cancels out)."""
+    out = {}
+    for name, pairs in records.items():
+        if name == reference:
+            continue
+        for group in groups:
+            rows = [i for i, (member, _) in enumerate(pairs) if group == "all" or group in member]
+            if not rows:
+                continue
+            errors = error_matrix([pairs[i][1] for i in rows] + [records[reference][i][1] for i in rows])
+            both = np.stack([errors[:len(rows)], errors[len(rows):]], axis=1)  # (pairs, 2, orderings)
+
+            def gain(resampled):
+                return mean_auc(resampled[:, 0]) - mean_auc(resampled[:, 1])
+
+            out.setdefault(name, {})[group] = {
+                "auc_vs_reference": {str(t): 100 * float(d) for t, d in zip(AUC_THRESHOLDS, gain(both))},
+                "auc_vs_reference_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, report.bootstrap_sd(both, gain))}}
+    return out
+
+
 def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
              threshold=1.0, iterations=None, device="cpu", progress=True, epipolar_threshold=EPIPOLAR_THRESHOLD,
-             orders=1):
+             orders=1, reference=None):
     """scenes: list of (group name, list of PosePair). results {METHOD: {GROUP: metrics}}.
-    orders: RANSAC runs per pair, each on another ordering of the matches (the AUC is their mean)."""
+    orders: RANSAC runs per pair, each on another ordering of the matches (the AUC is their mean).
+    reference: a method's name; every other method's metrics then hold its paired AUC difference to it."""
     estimate = ESTIMATORS[estimator]
     if estimator != "opencv" and iterations is not None:
         raise ValueError("--ransac-iterations is an option of --estimator opencv only")
     if orders < 1:
         raise ValueError(f"--ransac-orders must be at least 1, got {orders}")
+    if reference is not None and reference not in [m.name for m in methods]:
+        raise ValueError(f"--reference {reference!r} is not one of the methods {[m.name for m in methods]}")
     records = {m.name: [] for m in methods}  # ((group,), record)
     for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
         paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
@@ -209,10 +236,17 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
                     report.failure(f"{method.name} on pair {pair.name0} {pair.name1}", error)
                     record = FAILED
                 records[method.name].append(((group,), record))
-    return report.by_group(records, ["all"] + [group for group, _ in scenes], summarise)
+    groups = ["all"] + [group for group, _ in scenes]
+    results = report.by_group(records, groups, summarise)
+    if reference is not None:
+        for name, by_group in paired_differences(records, reference, groups).items():
+            for group, differences in by_group.items():
+                results[name][group].update(differences, reference=reference)
+    return results
 
 
-def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iterations, epipolar_threshold, orders=1):
+def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iterations, epipolar_threshold, orders=1,
+                  reference=None):
     matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
     cap = f", at most {iterations or OPENCV_ITERATIONS} iterations" if estimator == "opencv" else ""
     repeated = (f"; the AUC is the mean over {orders} RANSAC runs per pair on orderings of its matches (RANSAC sd: "
@@ -222,7 +256,9 @@ def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iteratio
             f"({threshold} px, normalised by the mean focal length{cap}){repeated}; error = max(rotation, translation "
             f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error; "
             f"sd: standard deviation of the AUC over 1000 resamplings of the pairs; precision: percentage of a pair's "
-            f"matches within {epipolar_threshold} px of the ground-truth epipolar lines, mean over pairs.")
+            f"matches within {epipolar_threshold} px of the ground-truth epipolar lines, mean over pairs."
+            + (f" vs {reference}: a method's AUC minus {reference}'s on the same pairs; paired sd: its standard "
+               f"deviation over 1000 resamplings of the pairs, the same pairs for both." if reference else ""))
 
 
 def markdown_sections(results):
@@ -235,6 +271,10 @@ def markdown_sections(results):
                    ("matches", group, "matches", None), ("GT inliers", group, "gt_inliers", None),
                    ("precision (%)", group, "precision", None), ("pairs", group, "pairs", None),
                    ("failed", group, "failed", None)]
+        reference = next((r[group]["reference"] for r in results.values() if "reference" in r.get(group, {})), None)
+        if reference:
+            columns[3:3] = [(f"AUC@10 vs {reference}", group, "auc_vs_reference", "10"),
+                            ("paired sd", group, "auc_vs_reference_sd", "10")]
         sections.append((group if group != "all" else "all pairs", report.table(results, columns, digits=1)))
     return sections
 
@@ -265,6 +305,9 @@ def add_arguments(parser):
     parser.add_argument("--ransac-orders", type=int, default=1,
                         help="RANSAC runs per pair, each on another ordering of its matches (seeded); the AUC is "
                              "their mean, less dependent on RANSAC's luck (default: 1, the matches as found)")
+    parser.add_argument("--reference", metavar="METHOD",
+                        help="report every other method's AUC minus this method's on the same pairs, with its "
+                             "paired bootstrap sd (a method name as in the tables, e.g. DesDis-16)")
     parser.add_argument("--epipolar-threshold", type=float, default=EPIPOLAR_THRESHOLD,
                         help="pixels from the ground-truth epipolar lines within which a match counts as "
                              f"correct for the precision figure (default: {EPIPOLAR_THRESHOLD:g})")
@@ -284,9 +327,9 @@ def run(args, specs):
     results = evaluate(scenes, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
                        args.estimator, args.threshold, args.ransac_iterations, device,
                        progress=not args.no_progress, epipolar_threshold=args.epipolar_threshold,
-                       orders=args.ransac_orders)
+                       orders=args.ransac_orders, reference=args.reference)
     data = {"root": str(args.root), "scenes": {name: len(pairs) for name, pairs in scenes},
             "min_gap": args.min_gap, "max_gap": args.max_gap}
     protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.estimator, args.threshold,
-                             args.ransac_iterations, args.epipolar_threshold, args.ransac_orders)
+                             args.ransac_iterations, args.epipolar_threshold, args.ransac_orders, args.reference)
     return report.document("pose", protocol, data, results), markdown_sections(results)

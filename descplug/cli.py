@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="DesDis student checkpoint (path or shipped name)")
     p.add_argument("--kind", default=None, help="use only the config's sources of this kind (e.g. sfm); default: all")
     p.add_argument("--power", type=float, default=0.5, help="W = C^(-power/2); 1: full whitening (default: 0.5)")
+    p.add_argument("--discriminative", type=float, default=0.0,
+                   help="then weight each whitened direction by (between / within variance)^(R/2), the between "
+                        "variance from pairs of different tracks (LDA-like; default: 0, off)", metavar="R")
     p.add_argument("--max-pairs", type=int, default=None,
                    help="at most this many pairs, drawn at random (default: 60,000)")
     p.add_argument("--output", required=True, help="the whitened checkpoint (.pt; its model card goes beside it)")
@@ -85,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     def cmd_whiten(args) -> int:
         from .train.pair_whitening import whiten_checkpoint
 
-        whiten_checkpoint(args.config, args.model, args.output, args.kind, args.power, args.max_pairs)
+        whiten_checkpoint(args.config, args.model, args.output, args.kind, args.power, args.max_pairs,
+                          args.discriminative)
         return 0
 
     p.set_defaults(func=cmd_whiten)

@@ -4,8 +4,11 @@ The covariance C of anchor-minus-positive differences of the student's descripto
 normalisation, over the matching pairs of a training config's sources, gives W = C^(-power/2); the
 student then describes a patch by normalise(W x) instead of normalise(x). Directions in which the
 descriptors of one point vary across views are damped (the "learned whitening" of image
-retrieval, without its PCA step and without centring). W is folded into the last convolution and
-BatchNorm, so the result is an ordinary DesDis checkpoint of the same cost.
+retrieval, without its PCA step and without centring). With ``discriminative`` r > 0 the whitened
+space is then weighted per direction by (between / within variance)^(r/2), the between variance from
+anchor-minus-negative differences of pairs of different tracks (a soft, LDA-like weighting that
+keeps all 128 dimensions). W is folded into the last convolution and BatchNorm, so the result is an
+ordinary DesDis checkpoint of the same cost.
 
 Only pairs from the config's training sources are used (never a benchmark scene). The output's
 model card is the input's, with this step added to its recipe and a ``whitening`` entry.
@@ -33,13 +36,36 @@ def raw_descriptors(model: DesDisNet, patches: torch.Tensor, chunk: int = 4096) 
         return torch.cat([model.unnormalised(patches[i:i + chunk]).double() for i in range(0, len(patches), chunk)])
 
 
-def pair_whitening(anchors: torch.Tensor, positives: torch.Tensor, power: float) -> torch.Tensor:
-    """C^(-power/2) for C the second moment of ``anchors - positives`` (rows: descriptors): the
+def _second_moment(diff: torch.Tensor) -> torch.Tensor:
+    return diff.T @ diff / len(diff)
+
+
+def _symmetric_power(matrix: torch.Tensor, exponent: float) -> torch.Tensor:
+    eigval, eigvec = torch.linalg.eigh(matrix)
+    return eigvec @ torch.diag(eigval.clamp_min(1e-12) ** exponent) @ eigvec.T
+
+
+def pair_whitening(anchors: torch.Tensor, positives: torch.Tensor, power: float,
+                   mismatched: torch.Tensor | None = None, discriminative: float = 0.0) -> torch.Tensor:
+    """W = C^(-power/2) for C the second moment of ``anchors - positives`` (rows: descriptors): the
     symmetric root, so the whitened descriptors keep the axes of the student's own (and stay
-    comparable with its teacher's)."""
-    diff = anchors - positives
-    eigval, eigvec = torch.linalg.eigh(diff.T @ diff / len(diff))
-    return eigvec @ torch.diag(eigval.clamp_min(1e-12) ** (-power / 2)) @ eigvec.T
+    comparable with its teacher's). With ``discriminative`` r > 0, ``mismatched`` (differences of
+    descriptors of different tracks) gives D, their second moment; with W D W^T = U diag(l) U^T
+    (l: the between / within variance of each direction), the result is U diag(l^(r/2)) U^T W."""
+    whitening = _symmetric_power(_second_moment(anchors - positives), -power / 2)
+    if not discriminative:
+        return whitening
+    if mismatched is None:
+        raise ValueError("discriminative weighting needs the differences of mismatched descriptors")
+    between = whitening @ _second_moment(mismatched) @ whitening.T
+    return _symmetric_power(between, discriminative / 2) @ whitening
+
+
+def non_matching(tracks: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, partners): ``partners[k]`` is a random pair of another track than pair ``rows[k]``."""
+    partners = np.random.default_rng(seed).permutation(len(tracks))
+    rows = np.flatnonzero(tracks[partners] != tracks)
+    return rows, partners[rows]
 
 
 def fold_into_head(model: DesDisNet, matrix: torch.Tensor) -> None:
@@ -66,11 +92,17 @@ def training_pairs(config_path: str | Path, kind: str | None, max_pairs: int) ->
     return pairs
 
 
-def whiten_student(model: DesDisNet, pairs: PairSet, power: float) -> None:
-    """Fold the pair whitening of ``pairs`` at ``power`` into ``model`` (in eval mode), checked."""
+def whiten_student(model: DesDisNet, pairs: PairSet, power: float, discriminative: float = 0.0) -> None:
+    """Fold the pair whitening of ``pairs`` at ``power`` (and ``discriminative`` weighting, its
+    negatives drawn from other tracks of ``pairs``) into ``model`` (in eval mode), checked."""
     patches = pairs.patches()
     raw = raw_descriptors(model, patches)
-    matrix = pair_whitening(raw[:len(pairs)], raw[len(pairs):], power)
+    anchors, positives = raw[:len(pairs)], raw[len(pairs):]
+    mismatched = None
+    if discriminative:
+        rows, partners = non_matching(pairs.tracks)
+        mismatched = anchors[rows] - positives[partners]
+    matrix = pair_whitening(anchors, positives, power, mismatched, discriminative)
     fold_into_head(model, matrix)
     expected = torch.nn.functional.normalize(raw[:8] @ matrix.T, dim=1).float()
     with torch.no_grad():
@@ -80,18 +112,20 @@ def whiten_student(model: DesDisNet, pairs: PairSet, power: float) -> None:
 
 
 def whiten_checkpoint(config: str, model_path: str, output: str, kind: str | None = None, power: float = 0.5,
-                      max_pairs: int | None = None) -> Path:
+                      max_pairs: int | None = None, discriminative: float = 0.0) -> Path:
     """Whiten the student ``model_path`` with the pairs of ``config``; write ``output`` and its model
     card, whose recipe ends with the ``descplug whiten`` command that does this."""
     from descplug.models.zoo import load_model, save_checkpoint
 
     if not power > 0:
         raise ValueError(f"--power must be > 0 (1: full whitening), got {power}")
+    if discriminative < 0:
+        raise ValueError(f"--discriminative must be >= 0 (0: off), got {discriminative}")
     model = load_model(model_path).eval()
     if not isinstance(model, DesDisNet):
         raise ValueError(f"{model_path}: not a DesDis student ({type(model).__name__}); only those can be whitened")
     pairs = training_pairs(config, kind, max_pairs or MAX_PAIRS)
-    whiten_student(model, pairs, power)
+    whiten_student(model, pairs, power, discriminative)
     card = init_card(model_path) or {"name": Path(model_path).stem, "recipe": f"(checkpoint {model_path})"}
     card.pop("notes", None)
     card["name"] = Path(output).stem
@@ -99,10 +133,13 @@ def whiten_checkpoint(config: str, model_path: str, output: str, kind: str | Non
                            f"{kind or 'training'} pairs.").strip()
     command = " ".join(["descplug whiten", f"--config {config}", f"--model {model_path}"]
                        + ([f"--kind {kind}"] if kind else []) + [f"--power {power:g}"]
+                       + ([f"--discriminative {discriminative:g}"] if discriminative else [])
                        + ([f"--max-pairs {max_pairs}"] if max_pairs else []) + [f"--output {output}"])
     card["recipe"] += f" && {command}"
     card["whitening"] = (f"pair whitening, power {power}, from the differences of {len(pairs)} matching "
-                         f"pairs of {kind or 'all'} sources of {config}, folded into the last layer")
+                         f"pairs of {kind or 'all'} sources of {config}"
+                         + (f", weighted by (between / within variance)^{discriminative / 2:g} per direction"
+                            if discriminative else "") + ", folded into the last layer")
     path = save_checkpoint(model, output, meta={"card": card})
     write_card(path, card)
     print(f"{path}: whitened on {len(pairs)} pairs")

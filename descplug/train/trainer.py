@@ -121,12 +121,12 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
 
 # --------------------------------------------------------------------------- data and teachers
 
-def build_source(source: dict) -> PairSet:
+def build_source(source: dict, progress: bool = True) -> PairSet:
     kind = source.get("kind")
     args = {k: v for k, v in source.items() if k != "kind"}
     if kind == "warp":
         cfg = WarpConfig(**args.pop("warp", {}))
-        return warp_pairs(cfg=cfg, progress=True, **args)
+        return warp_pairs(cfg=cfg, progress=progress, **args)
     if kind == "sfm":
         return sfm_pairs(**args)
     if kind == "phototour":
@@ -136,7 +136,7 @@ def build_source(source: dict) -> PairSet:
     raise ValueError(f"unknown data source kind {kind!r}; use one of {SOURCES}")
 
 
-def load_sources(data: dict) -> list[PairSet]:
+def load_sources(data: dict, progress: bool = True) -> list[PairSet]:
     """One PairSet per configured source, each cached under ``cache_dir`` by its config's digest
     (without ``repeat``, which :func:`teacher_outputs` and :func:`train` apply)."""
     from descplug.detectors import MAGNIFICATION
@@ -152,7 +152,7 @@ def load_sources(data: dict) -> list[PairSet]:
         if path.is_file():
             out.append(PairSet.load(path))
         else:
-            out.append(build_source(source))
+            out.append(build_source(source, progress))
             out[-1].save(path)
     return out
 
@@ -331,7 +331,7 @@ def train(config: dict, resume: bool = False, progress: bool = True, stop_at: in
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
-    sources = load_sources(config["data"])
+    sources = load_sources(config["data"], progress)
     repeats = [source.get("repeat", 1) for source in config["data"]["sources"]]
     pairs = PairSet.concat([s.repeat(k) for s, k in zip(sources, repeats)])
     teachers = teacher_outputs(config, sources, repeats, device)

@@ -63,6 +63,28 @@ def test_auc_over_ransac_orderings_is_their_mean_and_reports_their_spread():
     assert "auc_ransac_sd" not in pose.summarise([dict(records[1], error=0.0)])
 
 
+def test_paired_differences_to_a_reference_cancel_what_the_pairs_share():
+    rng = np.random.default_rng(0)
+    hardness = rng.uniform(0, 30, 40)  # pair difficulty, shared by both methods
+
+    def records(offset):
+        return [(("s",), {"error": tuple(h + offset + rng.uniform(0, 0.5, 2)), "matches": 10, "gt_inliers": 5,
+                          "failed": False}) for h in hardness]
+
+    recs = {"ref": records(0.0), "better": records(-1.0), "same": None}
+    recs["same"] = list(recs["ref"])
+    recs["better"][0] = (("s",), pose.FAILED)  # one error for every ordering
+    out = pose.paired_differences(recs, "ref", ["all", "s"])
+    assert set(out) == {"better", "same"} and out["better"]["all"] == out["better"]["s"]
+    summary = {name: pose.summarise([r for _, r in recs[name]]) for name in recs}
+    for t in ("5", "10", "20"):
+        assert out["better"]["all"]["auc_vs_reference"][t] == pytest.approx(
+            summary["better"]["auc"][t] - summary["ref"]["auc"][t])
+        assert out["same"]["all"]["auc_vs_reference"][t] == 0 and out["same"]["all"]["auc_vs_reference_sd"][t] == 0
+    # the paired spread is far below each method's own spread over resampled pairs
+    assert 0 < out["better"]["all"]["auc_vs_reference_sd"]["10"] < summary["ref"]["auc_sd"]["10"] / 3
+
+
 def test_match_orders_start_with_the_matches_as_found_and_are_seeded():
     orders = pose.match_orders(50, 4, seed=7)
     assert len(orders) == 4 and np.array_equal(orders[0], np.arange(50))
@@ -153,14 +175,20 @@ def test_command_line_on_a_pairs_with_gt_file(rendered_scene, tmp_path):
     pairs_file = tmp_path / "room_pairs_with_gt.txt"
     pairs_file.write_text("\n".join(lines) + "\n")
     out = tmp_path / "pose.json"
-    assert main(["pose", "--root", str(pairs_file), "--image-dir", str(root / "images"), "--baselines", "rootsift",
-                 "--model", "", "--ratio", "0.9", "--max-keypoints", "800", "--ransac-orders", "2", "--json", str(out),
-                 "--no-progress"]) == 0
+    common = ["pose", "--root", str(pairs_file), "--image-dir", str(root / "images"), "--baselines", "sift,rootsift",
+              "--model", "", "--ratio", "0.9", "--max-keypoints", "800", "--ransac-orders", "2", "--no-progress"]
+    markdown = tmp_path / "pose.md"
+    assert main(common + ["--reference", "rootsift", "--json", str(out), "--markdown", str(markdown)]) == 0
     doc = json.loads(out.read_text())
     assert doc["data"]["scenes"] == {"room_pairs_with_gt": 2}
-    assert doc["results"]["rootsift"]["all"]["pairs"] == 2
-    assert doc["results"]["rootsift"]["all"]["auc"]["10"] > 50
-    assert doc["results"]["rootsift"]["all"]["ransac_orders"] == 2 and "mean over 2 RANSAC runs" in doc["protocol"]
+    rootsift, sift = doc["results"]["rootsift"]["all"], doc["results"]["sift"]["all"]
+    assert rootsift["pairs"] == 2
+    assert rootsift["auc"]["10"] > 50
+    assert rootsift["ransac_orders"] == 2 and "mean over 2 RANSAC runs" in doc["protocol"]
+    assert sift["reference"] == "rootsift" and "auc_vs_reference" not in rootsift
+    assert sift["auc_vs_reference"]["10"] == pytest.approx(sift["auc"]["10"] - rootsift["auc"]["10"])
+    assert "| AUC@10 vs rootsift | paired sd |" in markdown.read_text()
+    assert main(common + ["--reference", "DesDis-16"]) == 2
 
 
 @pytest.mark.shared

@@ -13,7 +13,10 @@ from descplug.cli import main as cli
 from descplug.models.student import DesDisNet
 from descplug.models.tfeat import TFeat
 from descplug.models.zoo import load_model, save_checkpoint
-from descplug.train.pair_whitening import fold_into_head, pair_whitening, raw_descriptors
+import numpy as np
+import scipy.linalg
+
+from descplug.train.pair_whitening import fold_into_head, non_matching, pair_whitening, raw_descriptors
 
 
 def test_full_power_whitens_the_differences_of_matching_descriptors():
@@ -31,6 +34,34 @@ def test_full_power_whitens_the_differences_of_matching_descriptors():
     assert torch.allclose(torch.linalg.svdvals(half).sort().values, (eig_half ** -0.25).sort().values, atol=1e-8)
     assert torch.allclose(half, half.T, atol=1e-10)
     assert torch.allclose(half @ half @ half @ half, matrix.T @ matrix, atol=1e-8)  # both C^-1
+
+
+def test_discriminative_weighting_scales_each_direction_by_its_between_within_ratio():
+    torch.manual_seed(0)
+    mixing = torch.randn(5, 5, dtype=torch.float64)
+    anchors = torch.randn(4000, 5, dtype=torch.float64) * torch.tensor([5.0, 3.0, 1.0, 1.0, 0.5], dtype=torch.float64)
+    positives = anchors + torch.randn(4000, 5, dtype=torch.float64) @ mixing * 0.3
+    mismatched = anchors - anchors.roll(1, 0)
+    within = (anchors - positives).T @ (anchors - positives) / 4000
+    between = mismatched.T @ mismatched / 4000
+    ratios = torch.from_numpy(scipy.linalg.eigh(between.numpy(), within.numpy(), eigvals_only=True))
+    matrix = pair_whitening(anchors, positives, 1.0, mismatched, discriminative=0.5)
+    # within variance after W: ratio^0.5 along the generalised eigenvectors; between: ratio^1.5
+    w_within = torch.linalg.eigvalsh(matrix @ within @ matrix.T)
+    w_between = torch.linalg.eigvalsh(matrix @ between @ matrix.T)
+    assert torch.allclose(w_within, ratios ** 0.5, rtol=1e-8)
+    assert torch.allclose(w_between, ratios ** 1.5, rtol=1e-8)
+    assert ratios.max() / ratios.min() > 10  # the weighting is not a uniform scale here
+    assert torch.equal(pair_whitening(anchors, positives, 1.0, mismatched, 0.0), pair_whitening(anchors, positives, 1.0))
+    with pytest.raises(ValueError, match="needs the differences of mismatched descriptors"):
+        pair_whitening(anchors, positives, 1.0, None, 0.5)
+
+
+def test_non_matching_partners_belong_to_other_tracks():
+    tracks = np.array([0, 0, 0, 1, 1, 2, 3, 3, 3, 3])
+    rows, partners = non_matching(tracks)
+    assert len(rows) > 0 and np.all(tracks[rows] != tracks[partners])
+    assert len(set(partners.tolist())) == len(partners)
 
 
 def test_the_folded_head_gives_the_whitened_descriptor():
@@ -76,9 +107,24 @@ def test_descplug_whiten_writes_a_loadable_checkpoint_and_card(tmp_path, student
     assert "| output whitening | pair whitening, power 0.5" in out.with_suffix(".md").read_text()
 
 
+def test_descplug_whiten_discriminative_records_its_weighting(tmp_path, student_and_config):
+    student, config = student_and_config
+    plain, weighted = tmp_path / "plain.pt", tmp_path / "weighted.pt"
+    for out, extra in ((plain, []), (weighted, ["--discriminative", "0.5"])):
+        assert cli(["whiten", "--config", str(config), "--model", str(student), "--power", "1",
+                    "--output", str(out), *extra]) == 0
+    patches = torch.rand(8, 1, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(load_model(plain)(patches), load_model(weighted)(patches), atol=1e-3)
+    card = json.loads(weighted.with_suffix(".json").read_text())
+    assert card["recipe"].endswith(f"--power 1 --discriminative 0.5 --output {weighted}")
+    assert "weighted by (between / within variance)^0.25 per direction" in card["whitening"]
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--kind", "sfm"], r"c.yaml: no data source of kind 'sfm' \(it has \['warp'\]\)"),
     (["--power", "0"], "--power must be > 0"),
+    (["--discriminative", "-1"], "--discriminative must be >= 0"),
 ])
 def test_descplug_whiten_names_bad_arguments_and_writes_nothing(tmp_path, student_and_config, capsys, extra, message):
     student, config = student_and_config
