@@ -171,30 +171,6 @@ def match_orders(count, orders, seed):
 FAILED = {"error": np.inf, "matches": 0, "gt_inliers": 0, "failed": True}
 
 
-def paired_differences(records, reference, groups):
-    """{METHOD: {GROUP: ...}} each method's AUC minus ``reference``'s on the same pairs, with the sd of
-    that difference over 1000 resamplings of the pairs that draw the same pairs for both methods (a
-    paired bootstrap: what is shared by the pairs cancels out)."""
-    out = {}
-    for name, pairs in records.items():
-        if name == reference:
-            continue
-        for group in groups:
-            rows = [i for i, (member, _) in enumerate(pairs) if group == "all" or group in member]
-            if not rows:
-                continue
-            errors = error_matrix([pairs[i][1] for i in rows] + [records[reference][i][1] for i in rows])
-            both = np.stack([errors[:len(rows)], errors[len(rows):]], axis=1)  # (pairs, 2, orderings)
-
-            def gain(resampled):
-                return mean_auc(resampled[:, 0]) - mean_auc(resampled[:, 1])
-
-            out.setdefault(name, {})[group] = {
-                "auc_vs_reference": {str(t): 100 * float(d) for t, d in zip(AUC_THRESHOLDS, gain(both))},
-                "auc_vs_reference_sd": {str(t): 100 * s for t, s in zip(AUC_THRESHOLDS, report.bootstrap_sd(both, gain))}}
-    return out
-
-
 def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, estimator="opencv",
              threshold=1.0, iterations=None, device="cpu", progress=True, epipolar_threshold=EPIPOLAR_THRESHOLD,
              orders=1, reference=None):
@@ -206,8 +182,7 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
         raise ValueError("--ransac-iterations is an option of --estimator opencv only")
     if orders < 1:
         raise ValueError(f"--ransac-orders must be at least 1, got {orders}")
-    if reference is not None and reference not in [m.name for m in methods]:
-        raise ValueError(f"--reference {reference!r} is not one of the methods {[m.name for m in methods]}")
+    report.check_reference(reference, methods)
     records = {m.name: [] for m in methods}  # ((group,), record)
     for group, pairs in tqdm(scenes, desc="scenes", disable=not progress):
         paths = sorted({p.image0 for p in pairs} | {p.image1 for p in pairs})
@@ -239,9 +214,13 @@ def evaluate(scenes, methods, detector="sift", max_keypoints=4000, ratio=None, e
     groups = ["all"] + [group for group, _ in scenes]
     results = report.by_group(records, groups, summarise)
     if reference is not None:
-        for name, by_group in paired_differences(records, reference, groups).items():
-            for group, differences in by_group.items():
-                results[name][group].update(differences, reference=reference)
+        paired = report.paired_differences(records, reference, groups, error_matrix, mean_auc)
+        for name, by_group in paired.items():
+            for group, (difference, sd) in by_group.items():
+                results[name][group].update(
+                    reference=reference,
+                    auc_vs_reference={str(t): 100 * d for t, d in zip(AUC_THRESHOLDS, difference)},
+                    auc_vs_reference_sd={str(t): 100 * x for t, x in zip(AUC_THRESHOLDS, sd)})
     return results
 
 
@@ -257,8 +236,7 @@ def protocol_text(detector, max_keypoints, ratio, estimator, threshold, iteratio
             f"direction) in degrees; AUC (%) at 5/10/20 degrees; failed pairs count as infinite error; "
             f"sd: standard deviation of the AUC over 1000 resamplings of the pairs; precision: percentage of a pair's "
             f"matches within {epipolar_threshold} px of the ground-truth epipolar lines, mean over pairs."
-            + (f" vs {reference}: a method's AUC minus {reference}'s on the same pairs; paired sd: its standard "
-               f"deviation over 1000 resamplings of the pairs, the same pairs for both." if reference else ""))
+            + report.paired_text(reference))
 
 
 def markdown_sections(results):
@@ -305,9 +283,7 @@ def add_arguments(parser):
     parser.add_argument("--ransac-orders", type=int, default=1,
                         help="RANSAC runs per pair, each on another ordering of its matches (seeded); the AUC is "
                              "their mean, less dependent on RANSAC's luck (default: 1, the matches as found)")
-    parser.add_argument("--reference", metavar="METHOD",
-                        help="report every other method's AUC minus this method's on the same pairs, with its "
-                             "paired bootstrap sd (a method name as in the tables, e.g. DesDis-16)")
+    report.add_reference_argument(parser)
     parser.add_argument("--epipolar-threshold", type=float, default=EPIPOLAR_THRESHOLD,
                         help="pixels from the ground-truth epipolar lines within which a match counts as "
                              f"correct for the precision figure (default: {EPIPOLAR_THRESHOLD:g})")

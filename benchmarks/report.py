@@ -47,6 +47,46 @@ def bootstrap_sd(values, statistic, resamples=1000, seed=0):
     return np.std(np.asarray(figures), axis=0).tolist()
 
 
+def add_reference_argument(parser):
+    parser.add_argument("--reference", metavar="METHOD",
+                        help="also report every other method's figure minus this method's on the same pairs, with "
+                             "its paired bootstrap sd (a method name as in the tables, e.g. DesDis-16)")
+
+
+def check_reference(reference, methods):
+    if reference is not None and reference not in [m.name for m in methods]:
+        raise ValueError(f"--reference {reference!r} is not one of the methods {[m.name for m in methods]}")
+
+
+def paired_differences(records, reference, groups, per_pair, statistic):
+    """{METHOD: {GROUP: (difference, sd)}}: ``statistic`` of each method's pairs minus the ``reference``'s
+    on the same pairs, and the sd of that difference over 1000 resamplings of the pairs that draw the
+    same pairs for both methods (a paired bootstrap: what is shared by the pairs, such as how hard
+    each is, cancels out). records: {METHOD: [(record's groups, record)]}, the same pairs in the same
+    order for every method; per_pair(records) -> one array row per record."""
+    out = {}
+    for name, pairs in records.items():
+        if name == reference:
+            continue
+        for group in groups:
+            rows = [i for i, (member, _) in enumerate(pairs) if group == "all" or group in member]
+            if not rows:
+                continue
+            values = per_pair([pairs[i][1] for i in rows] + [records[reference][i][1] for i in rows])
+            both = np.stack([values[:len(rows)], values[len(rows):]], axis=1)
+
+            def gain(resampled):
+                return np.asarray(statistic(resampled[:, 0])) - np.asarray(statistic(resampled[:, 1]))
+
+            out.setdefault(name, {})[group] = (gain(both).tolist(), bootstrap_sd(both, gain))
+    return out
+
+
+def paired_text(reference):
+    return (f" vs {reference}: a method's figure minus {reference}'s on the same pairs; paired sd: its standard "
+            f"deviation over 1000 resamplings of the pairs, the same pairs for both." if reference else "")
+
+
 def _strict(value):
     """JSON has no infinity or NaN: they are written as null."""
     if isinstance(value, dict):

@@ -81,8 +81,10 @@ def summarise(records):
 
 
 def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None, ransac_threshold=3.0,
-             device="cpu", progress=True):
-    """results {METHOD: {GROUP: metrics}} over all image pairs (1, k) of the sequences."""
+             device="cpu", progress=True, reference=None):
+    """results {METHOD: {GROUP: metrics}} over all image pairs (1, k) of the sequences. reference: a
+    method's name; every other method's metrics then hold its paired MMA difference to it."""
+    report.check_reference(reference, methods)
     records = {m.name: [] for m in methods}  # (groups, record)
     for seq in tqdm(sequences, desc="sequences", disable=not progress):
         groups = (seq.group, *seq.collections)
@@ -102,17 +104,24 @@ def evaluate(sequences, methods, detector="sift", max_keypoints=2000, ratio=None
                     report.failure(f"{method.name} on {seq.name} 1-{k + 1}", error)
                     record = FAILED
                 records[method.name].append((groups, record))
-    collections = sorted({c for seq in sequences for c in seq.collections})
-    return report.by_group(records, GROUPS + tuple(collections), summarise)
+    groups = GROUPS + tuple(sorted({c for seq in sequences for c in seq.collections}))
+    results = report.by_group(records, groups, summarise)
+    if reference is not None:
+        paired = report.paired_differences(records, reference, groups, lambda recs: np.array([r["mma"] for r in recs]),
+                                           lambda mma: mma.mean(axis=0))
+        for name, by_group in paired.items():
+            for group, (difference, sd) in by_group.items():
+                results[name][group].update(reference=reference, mma_vs_reference=difference, mma_vs_reference_sd=sd)
+    return results
 
 
-def protocol_text(detector, max_keypoints, ratio, ransac_threshold):
+def protocol_text(detector, max_keypoints, ratio, ransac_threshold, reference=None):
     matcher = "mutual nearest neighbour" + (f" + ratio test {ratio}" if ratio else "")
     return (f"Homography sequences, image 1 against 2..n; {detector} keypoints (top {max_keypoints} by "
             f"response) detected once and described by every method; {matcher}; MMA at 1..10 px (D2-Net / "
             f"R2D2 definition, a pair without matches scores 0; sd: its standard deviation over 1000 "
             f"resamplings of the pairs); homography accuracy: mean corner error <= 1/3/5 px after OpenCV "
-            f"RANSAC ({ransac_threshold} px).")
+            f"RANSAC ({ransac_threshold} px)." + report.paired_text(reference))
 
 
 def markdown_sections(results):
@@ -120,6 +129,10 @@ def markdown_sections(results):
                ("MMA@5", "all", "mma", 4), ("MMA@10", "all", "mma", 9), ("matches", "all", "matches", None),
                ("H@1", "all", "h_acc", "1"), ("H@3", "all", "h_acc", "3"), ("H@5", "all", "h_acc", "5"),
                ("pairs", "all", "pairs", None), ("failed", "all", "failed", None)]
+    reference = next((r["all"]["reference"] for r in results.values() if "reference" in r.get("all", {})), None)
+    if reference:
+        columns[3:3] = [(f"MMA@3 vs {reference}", "all", "mma_vs_reference", 2),
+                        ("paired sd", "all", "mma_vs_reference_sd", 2)]
     sections = [("all pairs", report.table(results, columns, digits=3))]
     titles = {"i": "illumination (i_*)", "v": "viewpoint (v_*)", "other": "other sequences"}
     for group in dict.fromkeys(g for groups in results.values() for g in groups):
@@ -145,14 +158,15 @@ def add_arguments(parser):
     parser.add_argument("--max-keypoints", type=int, default=2000, help="keypoints per image (default: 2000)")
     parser.add_argument("--ratio", type=float, help="Lowe's ratio test on top of mutual NN (default: off)")
     parser.add_argument("--ransac-threshold", type=float, default=3.0, help="homography RANSAC px (default: 3)")
+    report.add_reference_argument(parser)
 
 
 def run(args, specs):
     seqs = datasets.read_sequences(args.root, args.sequences)
     device = resolve_device(args.device)
     results = evaluate(seqs, load_methods(specs, device, args.detector), args.detector, args.max_keypoints, args.ratio,
-                       args.ransac_threshold, device, progress=not args.no_progress)
+                       args.ransac_threshold, device, progress=not args.no_progress, reference=args.reference)
     data = {"root": str(args.root), "sequences": [s.name for s in seqs],
             "pairs": sum(len(s.homographies) for s in seqs)}
-    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.ransac_threshold)
+    protocol = protocol_text(args.detector, args.max_keypoints, args.ratio, args.ransac_threshold, args.reference)
     return report.document("sequences", protocol, data, results), markdown_sections(results)

@@ -63,28 +63,6 @@ def test_auc_over_ransac_orderings_is_their_mean_and_reports_their_spread():
     assert "auc_ransac_sd" not in pose.summarise([dict(records[1], error=0.0)])
 
 
-def test_paired_differences_to_a_reference_cancel_what_the_pairs_share():
-    rng = np.random.default_rng(0)
-    hardness = rng.uniform(0, 30, 40)  # pair difficulty, shared by both methods
-
-    def records(offset):
-        return [(("s",), {"error": tuple(h + offset + rng.uniform(0, 0.5, 2)), "matches": 10, "gt_inliers": 5,
-                          "failed": False}) for h in hardness]
-
-    recs = {"ref": records(0.0), "better": records(-1.0), "same": None}
-    recs["same"] = list(recs["ref"])
-    recs["better"][0] = (("s",), pose.FAILED)  # one error for every ordering
-    out = pose.paired_differences(recs, "ref", ["all", "s"])
-    assert set(out) == {"better", "same"} and out["better"]["all"] == out["better"]["s"]
-    summary = {name: pose.summarise([r for _, r in recs[name]]) for name in recs}
-    for t in ("5", "10", "20"):
-        assert out["better"]["all"]["auc_vs_reference"][t] == pytest.approx(
-            summary["better"]["auc"][t] - summary["ref"]["auc"][t])
-        assert out["same"]["all"]["auc_vs_reference"][t] == 0 and out["same"]["all"]["auc_vs_reference_sd"][t] == 0
-    # the paired spread is far below each method's own spread over resampled pairs
-    assert 0 < out["better"]["all"]["auc_vs_reference_sd"]["10"] < summary["ref"]["auc_sd"]["10"] / 3
-
-
 def test_match_orders_start_with_the_matches_as_found_and_are_seeded():
     orders = pose.match_orders(50, 4, seed=7)
     assert len(orders) == 4 and np.array_equal(orders[0], np.arange(50))

@@ -66,14 +66,19 @@ def test_command_line_json_markdown_plot(tmp_path, texture, random_checkpoint):
     out = tmp_path / "out"
     code = main(["sequences", "--root", str(tmp_path / "data"), "--baselines", "sift,rootsift", "--model",
                  str(random_checkpoint), "--max-keypoints", "300", "--json", str(out / "r.json"),
-                 "--markdown", str(out / "r.md"), "--plot", str(out / "r.png"), "--no-progress"])
+                 "--markdown", str(out / "r.md"), "--plot", str(out / "r.png"), "--reference", "sift",
+                 "--no-progress"])
     assert code == 0
     doc = json.loads((out / "r.json").read_text())
     assert set(doc) == {"task", "protocol", "data", "results"} and doc["task"] == "sequences"
     assert list(doc["results"]) == ["sift", "rootsift", "tiny4"]
     assert set(doc["results"]["tiny4"]) == {"all", "v"}
-    assert len(doc["results"]["sift"]["all"]["mma"]) == 10
-    assert "| tiny4 |" in (out / "r.md").read_text()
+    sift, tiny = doc["results"]["sift"]["all"], doc["results"]["tiny4"]["all"]
+    assert len(sift["mma"]) == 10 and "mma_vs_reference" not in sift
+    assert tiny["reference"] == "sift" and len(tiny["mma_vs_reference_sd"]) == 10
+    assert tiny["mma_vs_reference"] == pytest.approx([a - b for a, b in zip(tiny["mma"], sift["mma"])])
+    markdown = (out / "r.md").read_text()
+    assert "| tiny4 |" in markdown and "| MMA@3 vs sift | paired sd |" in markdown
     assert (out / "r.png").stat().st_size > 0
 
 
