@@ -101,6 +101,8 @@ def whiten_student(model: DesDisNet, pairs: PairSet, power: float, discriminativ
     mismatched = None
     if discriminative:
         rows, partners = non_matching(pairs.tracks)
+        if len(rows) == 0:
+            raise ValueError("--discriminative needs pairs of at least two tracks")
         mismatched = anchors[rows] - positives[partners]
     matrix = pair_whitening(anchors, positives, power, mismatched, discriminative)
     fold_into_head(model, matrix)

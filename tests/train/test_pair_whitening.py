@@ -16,7 +16,9 @@ from descplug.models.zoo import load_model, save_checkpoint
 import numpy as np
 import scipy.linalg
 
-from descplug.train.pair_whitening import fold_into_head, non_matching, pair_whitening, raw_descriptors
+from descplug.train.data import PairSet
+from descplug.train.pair_whitening import (fold_into_head, non_matching, pair_whitening, raw_descriptors,
+                                             whiten_student)
 
 
 def test_full_power_whitens_the_differences_of_matching_descriptors():
@@ -63,6 +65,17 @@ def test_non_matching_partners_belong_to_other_tracks():
     rows, partners = non_matching(tracks)
     assert len(rows) > 0 and np.all(tracks[rows] != tracks[partners])
     assert len(set(partners.tolist())) == len(partners)
+
+
+def test_discriminative_whitening_of_a_single_track_is_a_clear_error():
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 255, (2, 20, 32, 32), dtype=np.uint8)
+    one_track = PairSet(patches[0], patches[1], np.zeros(20, np.int64), np.zeros((20, 2, 4), np.float32),
+                        np.zeros((20, 2), np.int32), ["a.png"])
+    model = DesDisNet(width=4).eval()
+    whiten_student(model, one_track, 1.0)  # plain whitening needs matching pairs only
+    with pytest.raises(ValueError, match="--discriminative needs pairs of at least two tracks"):
+        whiten_student(DesDisNet(width=4).eval(), one_track, 1.0, discriminative=0.5)
 
 
 def test_the_folded_head_gives_the_whitened_descriptor():
