@@ -249,10 +249,7 @@ def markdown_sections(results):
                    ("matches", group, "matches", None), ("GT inliers", group, "gt_inliers", None),
                    ("precision (%)", group, "precision", None), ("pairs", group, "pairs", None),
                    ("failed", group, "failed", None)]
-        reference = next((r[group]["reference"] for r in results.values() if "reference" in r.get(group, {})), None)
-        if reference:
-            columns[3:3] = [(f"AUC@10 vs {reference}", group, "auc_vs_reference", "10"),
-                            ("paired sd", group, "auc_vs_reference_sd", "10")]
+        columns[3:3] = report.reference_columns(results, group, "AUC@10", "auc_vs_reference", "10")
         sections.append((group if group != "all" else "all pairs", report.table(results, columns, digits=1)))
     return sections
 

@@ -82,6 +82,15 @@ def paired_differences(records, reference, groups, per_pair, statistic):
     return out
 
 
+def reference_columns(results, group, figure, metric, key):
+    """The two table columns of a paired comparison ("<figure> vs METHOD", "paired sd"), or none when
+    the results hold no reference."""
+    reference = next((r[group]["reference"] for r in results.values() if "reference" in r.get(group, {})), None)
+    if reference is None:
+        return []
+    return [(f"{figure} vs {reference}", group, metric, key), ("paired sd", group, f"{metric}_sd", key)]
+
+
 def paired_text(reference):
     return (f" vs {reference}: a method's figure minus {reference}'s on the same pairs; paired sd: its standard "
             f"deviation over 1000 resamplings of the pairs, the same pairs for both." if reference else "")

@@ -129,10 +129,7 @@ def markdown_sections(results):
                ("MMA@5", "all", "mma", 4), ("MMA@10", "all", "mma", 9), ("matches", "all", "matches", None),
                ("H@1", "all", "h_acc", "1"), ("H@3", "all", "h_acc", "3"), ("H@5", "all", "h_acc", "5"),
                ("pairs", "all", "pairs", None), ("failed", "all", "failed", None)]
-    reference = next((r["all"]["reference"] for r in results.values() if "reference" in r.get("all", {})), None)
-    if reference:
-        columns[3:3] = [(f"MMA@3 vs {reference}", "all", "mma_vs_reference", 2),
-                        ("paired sd", "all", "mma_vs_reference_sd", 2)]
+    columns[3:3] = report.reference_columns(results, "all", "MMA@3", "mma_vs_reference", 2)
     sections = [("all pairs", report.table(results, columns, digits=3))]
     titles = {"i": "illumination (i_*)", "v": "viewpoint (v_*)", "other": "other sequences"}
     for group in dict.fromkeys(g for groups in results.values() for g in groups):
