@@ -4,7 +4,9 @@ import json
 import re
 
 import cv2
+import numpy as np
 import pytest
+import scipy.linalg
 import torch
 import torch.nn.functional as F
 import yaml
@@ -13,9 +15,6 @@ from descplug.cli import main as cli
 from descplug.models.student import DesDisNet
 from descplug.models.tfeat import TFeat
 from descplug.models.zoo import load_model, save_checkpoint
-import numpy as np
-import scipy.linalg
-
 from descplug.train.data import PairSet
 from descplug.train.pair_whitening import (fold_into_head, non_matching, pair_whitening, raw_descriptors,
                                              whiten_student)
